@@ -1,0 +1,124 @@
+"""Hyper-parameters of an SRVP world model, as one typed dataclass that hydra fills."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ARCHITECTURES = ("dcgan", "vgg")
+TRANSITIONS = ("residual", "mlp", "gru")
+
+
+@dataclass
+class SRVPConfig:
+    """Every hyper-parameter of the model (SPEC.md section 1); the defaults are the SM-MNIST ones."""
+
+    channels: int = 1
+    """Channels of the frames (1 grey, 3 RGB); frames are 64x64."""
+    arch: str = "dcgan"
+    """Encoder/decoder family: 'dcgan' (Moving MNIST) or 'vgg' (KTH, Human3.6M, BAIR)."""
+    skip: bool = False
+    """Feed the decoder skip connections from every encoder block, computed on a content frame."""
+    filters: int = 64
+    """Filters of the first encoder convolution (doubled at each resolution)."""
+    code_dim: int = 128
+    """Size of the per-frame code h(x_t)."""
+    y_dim: int = 20
+    """Size of the dynamic latent state y."""
+    z_dim: int = 20
+    """Size of the stochastic auxiliary variable z."""
+    content_dim: int = 256
+    """Size of the static content variable w."""
+    inf_hidden: int = 256
+    """Width of the inference MLPs (q(y_1)) and of the content network."""
+    inf_layers: int = 3
+    """Linear layers of the q(y_1) MLP."""
+    fwd_hidden: int = 512
+    """Width of the forward-model MLPs (prior on z, transition f, extra heads)."""
+    fwd_layers: int = 4
+    """Linear layers of the forward-model MLPs."""
+    lstm_hidden: int = 256
+    """Hidden size of the LSTM giving q(z_t | x_1..t)."""
+    y1_frames: int = 5
+    """k: number of first frames whose codes infer y_1."""
+    content_frames: int = 5
+    """k: number of frames whose summed codes give the content w."""
+    transition: str = "residual"
+    """'residual' (y + dt f(y, z)), 'mlp' (y_next = f(y, z)) or 'gru' (y_next = GRU(z, y))."""
+    stochastic: bool = True
+    """Use the auxiliary variable z; False gives a deterministic transition."""
+    use_content: bool = True
+    """Use the content variable w; False decodes from y alone (classic state-space model)."""
+    dt: float = 1.0
+    """Training Euler step; 1/dt must be a positive integer (only the residual transition takes dt < 1)."""
+    f_gain: float = 1.41
+    """Gain of the orthogonal initialisation of the transition MLP."""
+    nu: float = 1.0
+    """Variance of the Gaussian observation model."""
+    beta: float = 1.0
+    """Weight of the KL on z."""
+    l2_weight: float = 1.0
+    """lambda: weight of the L2 norm of the Euler residuals."""
+    action_dim: int = 0
+    """Size of an action fed to the transition f(y_t, z_{t+1}, a_t); 0 for video prediction."""
+    heads: dict[str, int] = field(default_factory=dict)
+    """Extra MLP heads on y, name -> output size (e.g. {'reward': 1} for control)."""
+    head_weight: float = 1.0
+    """Weight of the heads' squared-error (unit-variance Gaussian) loss."""
+
+    def validate(self) -> SRVPConfig:
+        """Raise a one-line ValueError naming the first inconsistent field; return self."""
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch={self.arch!r}: expected one of {ARCHITECTURES}")
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"model.transition={self.transition!r}: expected one of {TRANSITIONS}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"model.channels={self.channels}: expected 1 or 3")
+        for name in ("filters", "code_dim", "y_dim", "content_dim", "inf_hidden", "fwd_hidden", "lstm_hidden",
+                     "y1_frames", "content_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}={getattr(self, name)}: must be a positive integer")
+        if self.stochastic and self.z_dim < 1:
+            raise ValueError(f"model.z_dim={self.z_dim}: must be positive when model.stochastic=true")
+        if self.inf_layers < 1 or self.fwd_layers < 1:
+            raise ValueError("model.inf_layers and model.fwd_layers must be at least 1")
+        substeps(self.dt)
+        if self.transition != "residual" and self.dt != 1:
+            raise ValueError(f"model.dt={self.dt}: only the residual transition supports dt < 1")
+        if self.transition == "gru" and not self.stochastic and self.action_dim == 0:
+            raise ValueError("model.transition=gru needs an input: set model.stochastic=true or an action_dim")
+        if self.skip and not self.use_content:
+            raise ValueError("model.skip=true needs model.use_content=true (skips carry the content frames)")
+        if self.nu <= 0:
+            raise ValueError(f"model.nu={self.nu}: the observation variance must be positive")
+        if self.beta < 0 or self.l2_weight < 0 or self.head_weight < 0:
+            raise ValueError("model.beta, model.l2_weight and model.head_weight must be non-negative")
+        if self.action_dim < 0:
+            raise ValueError(f"model.action_dim={self.action_dim}: must be >= 0")
+        for name, size in self.heads.items():
+            if size < 1:
+                raise ValueError(f"model.heads.{name}={size}: a head needs a positive output size")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data copy (for checkpoints and logs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SRVPConfig:
+        """Build from plain data, rejecting unknown keys by name."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**{key: (dict(value) if key == "heads" else value) for key, value in values.items()}).validate()
+
+
+def substeps(dt: float) -> int:
+    """Number of Euler sub-steps per frame for step `dt`; 1/dt must be a positive integer."""
+    if dt <= 0 or dt > 1:
+        raise ValueError(f"dt={dt}: must lie in (0, 1] with 1/dt an integer")
+    count = round(1 / dt)
+    if abs(count * dt - 1) > 1e-6:
+        raise ValueError(f"dt={dt}: 1/dt must be an integer (e.g. 1, 0.5, 1/3)")
+    return count

@@ -1,0 +1,161 @@
+"""Frame encoders and decoders for 64x64 frames: DCGAN and VGG16-style, with optional skip connections.
+
+Encoders map a frame to a code in [-1, 1]^code_dim and return the output of each resolution block
+(highest resolution first); decoders mirror them and, with skips, concatenate the matching encoder block
+output on channels before each block.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(
+    conv: nn.Module, out_channels: int, norm: bool = True, activation: nn.Module | None = None
+) -> nn.Sequential:
+    """conv -> BatchNorm -> activation (LeakyReLU 0.2 by default), the building block of both families."""
+    layers = [conv]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(activation if activation is not None else nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Sequential:
+    """VGG block unit: 3x3 'same' convolution without bias, BatchNorm, LeakyReLU."""
+    return conv_block(nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False), out_channels)
+
+
+class FrameEncoder(nn.Module):
+    """Encoder: a list of resolution blocks then a head giving the code (tanh)."""
+
+    def __init__(self, blocks: list[nn.Module], head: nn.Module, code_dim: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.code_dim = code_dim
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """frames (n c h w) -> code (n d), block outputs (highest resolution first)."""
+        hidden = frames
+        block_outputs = []
+        for block in self.blocks:
+            hidden = block(hidden)
+            block_outputs.append(hidden)
+        return self.head(hidden).flatten(1), block_outputs
+
+
+class FrameDecoder(nn.Module):
+    """Decoder: a stem from the latent vector, then blocks that optionally take skips; sigmoid output."""
+
+    def __init__(self, stem: nn.Module, blocks: list[nn.Module], skip: bool) -> None:
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.skip = skip
+
+    def forward(self, latent: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """latent (n d), skips (encoder block outputs, highest resolution first) -> frames (n c h w) in [0, 1]."""
+        if self.skip != (skips is not None):
+            raise ValueError(f"decoder built with skip={self.skip} was given skips={skips is not None}")
+        hidden = self.stem(latent[:, :, None, None])
+        for index, block in enumerate(self.blocks):
+            if skips is not None:
+                hidden = torch.cat([hidden, skips[-1 - index]], dim=1)
+            hidden = block(hidden)
+        return torch.sigmoid(hidden)
+
+
+def dcgan_encoder(channels: int, code_dim: int, filters: int = 64) -> FrameEncoder:
+    """DCGAN discriminator trunk: four 4x4 stride-2 convolutions (64 -> 4 pixels), then a 4x4 valid conv."""
+    widths = [filters, filters * 2, filters * 4, filters * 8]
+    blocks = []
+    in_channels = channels
+    for index, width in enumerate(widths):
+        conv = nn.Conv2d(in_channels, width, 4, 2, 1, bias=False)
+        blocks.append(conv_block(conv, width, norm=index > 0))
+        in_channels = width
+    head = conv_block(nn.Conv2d(in_channels, code_dim, 4, 1, 0, bias=False), code_dim, activation=nn.Tanh())
+    return FrameEncoder(blocks, head, code_dim)
+
+
+def dcgan_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool = False) -> FrameDecoder:
+    """DCGAN generator mirroring `dcgan_encoder` (4 -> 64 pixels by 4x4 stride-2 transposed convs)."""
+    coef = 2 if skip else 1
+    stem = conv_block(nn.ConvTranspose2d(latent_dim, filters * 8, 4, 1, 0, bias=False), filters * 8)
+    widths = [filters * 8, filters * 4, filters * 2, filters]
+    blocks: list[nn.Module] = [
+        conv_block(nn.ConvTranspose2d(width * coef, width // 2, 4, 2, 1, bias=False), width // 2)
+        for width in widths[:-1]
+    ]
+    blocks.append(nn.ConvTranspose2d(filters * coef, channels, 4, 2, 1, bias=False))
+    return FrameDecoder(stem, blocks, skip)
+
+
+VGG_STAGES = ((1, 2), (2, 2), (4, 3), (8, 3))
+"""VGG16 stages of the 64x64 encoder as (width multiplier of `filters`, number of 3x3 convolutions)."""
+
+
+def vgg_encoder(channels: int, code_dim: int, filters: int = 64) -> FrameEncoder:
+    """VGG16-style encoder: 3x3 conv stages 2x64, 2x128, 3x256, 3x512 with 2x2 max-pooling between."""
+    blocks = []
+    in_channels = channels
+    for stage, (multiplier, depth) in enumerate(VGG_STAGES):
+        width = filters * multiplier
+        layers: list[nn.Module] = [nn.MaxPool2d(2)] if stage > 0 else []
+        for _ in range(depth):
+            layers.append(conv3x3(in_channels, width))
+            in_channels = width
+        blocks.append(nn.Sequential(*layers))
+    head = nn.Sequential(
+        nn.MaxPool2d(2),
+        conv_block(nn.Conv2d(in_channels, code_dim, 4, 1, 0, bias=False), code_dim, activation=nn.Tanh()),
+    )
+    return FrameEncoder(blocks, head, code_dim)
+
+
+def vgg_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool = False) -> FrameDecoder:
+    """Mirror of `vgg_encoder` with nearest x2 upsampling; the last stage ends in a 3x3 conv to `channels`."""
+    coef = 2 if skip else 1
+    stem = nn.Sequential(
+        conv_block(nn.ConvTranspose2d(latent_dim, filters * 8, 4, 1, 0, bias=False), filters * 8),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+    )
+    blocks: list[nn.Module] = []
+    for stage, (multiplier, depth) in enumerate(reversed(VGG_STAGES)):
+        width = filters * multiplier
+        is_last = stage == len(VGG_STAGES) - 1
+        out_width = width if is_last else filters * VGG_STAGES[len(VGG_STAGES) - 2 - stage][0]
+        layers: list[nn.Module] = []
+        in_channels = width * coef
+        for _ in range(depth - 1):
+            layers.append(conv3x3(in_channels, width))
+            in_channels = width
+        if is_last:
+            layers.append(nn.ConvTranspose2d(in_channels, channels, 3, 1, 1, bias=False))
+        else:
+            layers += [conv3x3(in_channels, out_width), nn.Upsample(scale_factor=2, mode="nearest")]
+        blocks.append(nn.Sequential(*layers))
+    return FrameDecoder(stem, blocks, skip)
+
+
+def build_encoder(arch: str, channels: int, code_dim: int, filters: int) -> FrameEncoder:
+    """Encoder of family `arch` ('dcgan' or 'vgg')."""
+    return {"dcgan": dcgan_encoder, "vgg": vgg_encoder}[arch](channels, code_dim, filters)
+
+
+def build_decoder(arch: str, channels: int, latent_dim: int, filters: int, skip: bool) -> FrameDecoder:
+    """Decoder of family `arch` ('dcgan' or 'vgg')."""
+    return {"dcgan": dcgan_decoder, "vgg": vgg_decoder}[arch](channels, latent_dim, filters, skip)
+
+
+def init_conv_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

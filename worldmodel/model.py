@@ -1,0 +1,338 @@
+"""SRVP: Stochastic Latent Residual Video Prediction as a reusable world model.
+
+Frames are encoded into codes; a static content w (sum of k codes -> MLP) and optional encoder skips feed
+the decoder; the dynamic state y_1 is inferred from the first k codes and moves by residual Euler steps
+y_{t+dt} = y_t + dt f(y_t, z_{t+1}[, a_t]) with z from an LSTM posterior (training, filtering) or a learned
+Gaussian prior on y_t (generation, imagination). Frames are decoded from (y_t, w) only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from worldmodel.config import SRVPConfig, substeps
+from worldmodel.conv import build_decoder, build_encoder, init_conv_weights
+from worldmodel.distributions import Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
+from worldmodel.transition import Transition, mlp
+
+
+class Encoded(NamedTuple):
+    """Per-frame codes (b t d) and encoder block outputs, each (b t ch h w), highest resolution first."""
+
+    codes: torch.Tensor
+    blocks: list[torch.Tensor]
+
+
+class Rollout(NamedTuple):
+    """Result of `imagine`: the latent trajectory and what produced it."""
+
+    states: torch.Tensor
+    """Every Euler state, y_1 included: (b, (steps * substeps) + 1, ny)."""
+    frame_states: torch.Tensor
+    """States at integer times, y_1 included: (b, steps + 1, ny)."""
+    z: torch.Tensor | None
+    """z driving each frame transition: (b, steps, nz), None without z."""
+    prior: Gaussian | None
+    """Prior p(z_{t+1} | y_t) of the transitions sampled from the prior inside the rollout, else None."""
+    residuals: torch.Tensor | None
+    """dt * f of every Euler sub-step (b, steps * substeps, ny); None for non-residual transitions."""
+
+
+class Observation(NamedTuple):
+    """Latents inferred from observed frames (posterior): what the ELBO and predictions start from."""
+
+    states: torch.Tensor
+    """y at every observed frame (b t ny), z taken from the posterior."""
+    content: torch.Tensor | None
+    """w (b, content_dim) or None without content."""
+    skips: list[torch.Tensor] | None
+    """Encoder block outputs of one content frame per clip, each (b ch h w), or None."""
+    q_y1: Gaussian
+    """Posterior on y_1."""
+    q_z: Gaussian | None
+    """Posterior on z_2..z_t, (b, t-1, nz)."""
+    rollout: Rollout
+
+
+class ElboOutput(NamedTuple):
+    """Loss to minimise (scalar), its parts as detached tensors for logging, and the reconstructions."""
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    reconstruction: torch.Tensor
+
+
+def to_unit_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames in [0, 255] -> float in [0, 1]; float frames are passed through."""
+    return frames.float().div_(255) if frames.dtype == torch.uint8 else frames
+
+
+class SRVP(nn.Module):
+    """The SRVP model; `SRVPConfig` selects architecture, variant and ELBO weights."""
+
+    def __init__(self, config: SRVPConfig) -> None:
+        super().__init__()
+        self.config = config.validate()
+        cfg = config
+        self.encoder = build_encoder(cfg.arch, cfg.channels, cfg.code_dim, cfg.filters)
+        latent_dim = cfg.y_dim + (cfg.content_dim if cfg.use_content else 0)
+        self.decoder = build_decoder(cfg.arch, cfg.channels, latent_dim, cfg.filters, cfg.skip)
+        if cfg.use_content:
+            # Permutation invariant: a per-frame projection, a sum over frames, then the output layer.
+            self.content_projection = nn.Sequential(nn.Linear(cfg.code_dim, cfg.content_dim), nn.ReLU(inplace=True))
+            self.content_output = nn.Sequential(nn.Linear(cfg.content_dim, cfg.content_dim), nn.Tanh())
+        self.q_y1 = mlp(cfg.code_dim * cfg.y1_frames, cfg.inf_hidden, 2 * cfg.y_dim, cfg.inf_layers)
+        if cfg.stochastic:
+            self.posterior_lstm = nn.LSTM(cfg.code_dim, cfg.lstm_hidden, num_layers=1, batch_first=True)
+            self.posterior_head = nn.Linear(cfg.lstm_hidden, 2 * cfg.z_dim)
+            self.prior = mlp(cfg.y_dim, cfg.fwd_hidden, 2 * cfg.z_dim, cfg.fwd_layers)
+        drive_dim = (cfg.z_dim if cfg.stochastic else 0) + cfg.action_dim
+        self.transition = Transition(cfg.transition, cfg.y_dim, drive_dim, cfg.fwd_hidden, cfg.fwd_layers, cfg.f_gain)
+        self.heads = nn.ModuleDict(
+            {name: mlp(cfg.y_dim, cfg.fwd_hidden, size, cfg.fwd_layers) for name, size in cfg.heads.items()}
+        )
+        self.encoder.apply(init_conv_weights)
+        self.decoder.apply(init_conv_weights)
+
+    # ------------------------------------------------------------------ perception
+    def encode(self, frames: torch.Tensor) -> Encoded:
+        """frames (b t c h w), uint8 or float in [0, 1] -> codes (b t d) and per-frame encoder blocks."""
+        batch = frames.shape[0]
+        codes, blocks = self.encoder(rearrange(to_unit_float(frames), "b t c h w -> (b t) c h w"))
+        codes = rearrange(codes, "(b t) d -> b t d", b=batch)
+        blocks = [rearrange(block, "(b t) c h w -> b t c h w", b=batch) for block in blocks]
+        return Encoded(codes, blocks)
+
+    def infer_content(self, content_codes: torch.Tensor) -> torch.Tensor:
+        """codes of the k content frames (b k d) -> w (b, content_dim); invariant to their order."""
+        return self.content_output(self.content_projection(content_codes).sum(dim=1))
+
+    def infer_y1(self, first_codes: torch.Tensor) -> Gaussian:
+        """codes of the first k frames (b k d) -> q(y_1)."""
+        return Gaussian.from_raw(self.q_y1(rearrange(first_codes, "b k d -> b (k d)")))
+
+    def posterior_z(self, codes: torch.Tensor) -> Gaussian:
+        """q(z_t | x_1..t) for t = 2..T from the LSTM over all codes (b t d) -> (b, t-1, nz)."""
+        hidden, _ = self.posterior_lstm(codes)
+        return Gaussian.from_raw(self.posterior_head(hidden[:, 1:]))
+
+    def prior_z(self, states: torch.Tensor) -> Gaussian:
+        """p(z_{t+1} | y_t) for states (..., ny)."""
+        return Gaussian.from_raw(self.prior(states))
+
+    def predict_heads(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra heads on states (..., ny) -> {name: (..., size)}."""
+        return {name: head(states) for name, head in self.heads.items()}
+
+    # ------------------------------------------------------------------ dynamics
+    def imagine(
+        self,
+        y1: torch.Tensor,
+        steps: int,
+        dt: float | None = None,
+        z: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
+        prior_mean: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """Roll the state y1 (b ny) forward `steps` frames with Euler step dt (1/dt integer).
+
+        z (b m nz), m <= steps, drives the first m transitions (posterior samples); later ones draw z from
+        the prior on the current state (its mean if `prior_mean`). z is held over the sub-steps of a frame.
+        actions (b steps na) are fed to the transition when the model takes actions.
+        """
+        cfg = self.config
+        dt = cfg.dt if dt is None else dt
+        per_frame = substeps(dt)
+        if cfg.transition != "residual" and per_frame != 1:
+            raise ValueError(f"dt={dt}: the {cfg.transition} transition only supports dt=1")
+        if cfg.action_dim and (actions is None or actions.shape[1] < steps or actions.shape[-1] != cfg.action_dim):
+            shape = None if actions is None else tuple(actions.shape)
+            raise ValueError(f"actions of shape (b, >= {steps}, {cfg.action_dim}) expected, got {shape}")
+        given = 0 if z is None else z.shape[1]
+        state = y1
+        states, frame_states, residuals, z_used, prior_params = [y1], [y1], [], [], []
+        for step in range(steps):
+            drive = []
+            if cfg.stochastic:
+                if step < given:
+                    z_step = z[:, step]
+                else:
+                    prior = self.prior(state)
+                    prior_params.append(prior)
+                    gaussian = Gaussian.from_raw(prior)
+                    z_step = gaussian.mean if prior_mean else gaussian.rsample(generator)
+                z_used.append(z_step)
+                drive.append(z_step)
+            if cfg.action_dim:
+                drive.append(actions[:, step].to(state.dtype))
+            drive_input = torch.cat(drive, dim=-1) if len(drive) > 1 else (drive[0] if drive else None)
+            for _ in range(per_frame):
+                state, residual = self.transition(state, drive_input, dt)
+                states.append(state)
+                if residual is not None:
+                    residuals.append(residual)
+            frame_states.append(state)
+        return Rollout(
+            states=torch.stack(states, dim=1),
+            frame_states=torch.stack(frame_states, dim=1),
+            z=torch.stack(z_used, dim=1) if z_used else None,
+            prior=Gaussian.from_raw(torch.stack(prior_params, dim=1)) if prior_params else None,
+            residuals=torch.stack(residuals, dim=1) if residuals else None,
+        )
+
+    # ------------------------------------------------------------------ decoding
+    def decode(
+        self, states: torch.Tensor, content: torch.Tensor | None, skips: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """states (b t ny), content (b dw), skips [(b ch h w)] -> frames (b t c h w) in [0, 1]."""
+        batch, length = states.shape[:2]
+        latent = states
+        if content is not None:
+            latent = torch.cat([repeat(content, "b d -> b t d", t=length).to(states.dtype), states], dim=-1)
+        flat_skips = None
+        if skips is not None:
+            flat_skips = [repeat(skip, "b c h w -> (b t) c h w", t=length) for skip in skips]
+        frames = self.decoder(rearrange(latent, "b t d -> (b t) d"), flat_skips)
+        return rearrange(frames, "(b t) c h w -> b t c h w", b=batch)
+
+    # ------------------------------------------------------------------ inference
+    def _content_indices(self, batch: int, length: int, count: int, device: torch.device) -> torch.Tensor:
+        """Training: `count` distinct frames drawn uniformly per clip; otherwise the last `count` frames."""
+        if count > length:
+            raise ValueError(f"{count} content/y1 frames requested but clips have only {length} frames")
+        if self.training:
+            return torch.rand(batch, length, device=device).argsort(dim=1)[:, :count]
+        return torch.arange(length - count, length, device=device).expand(batch, count)
+
+    def observe(
+        self, frames: torch.Tensor, actions: torch.Tensor | None = None, dt: float | None = None,
+        encoded: Encoded | None = None,
+    ) -> Observation:
+        """Infer the latents of observed frames (b t c h w): y_1 and z from their posteriors (sampled),
+        w from k frames (random at training, last k otherwise), skips from one frame (random at training,
+        the last otherwise)."""
+        cfg = self.config
+        encoded = self.encode(frames) if encoded is None else encoded
+        codes = encoded.codes
+        batch, length = codes.shape[:2]
+        if length < cfg.y1_frames:
+            raise ValueError(f"y_1 is inferred from {cfg.y1_frames} frames but only {length} were given")
+        rows = torch.arange(batch, device=codes.device)
+        content = skips = None
+        if cfg.use_content:
+            picked = self._content_indices(batch, length, cfg.content_frames, codes.device)
+            content = self.infer_content(codes[rows[:, None], picked])
+        if cfg.skip:
+            frame = picked[:, -1]
+            skips = [block[rows, frame] for block in encoded.blocks]
+        q_y1 = self.infer_y1(codes[:, : cfg.y1_frames])
+        q_z = z = None
+        if cfg.stochastic and length > 1:
+            q_z = self.posterior_z(codes)
+            z = q_z.rsample()
+        rollout = self.imagine(q_y1.rsample(), length - 1, dt, z=z, actions=actions)
+        return Observation(rollout.frame_states, content, skips, q_y1, q_z, rollout)
+
+    # ------------------------------------------------------------------ training objective
+    def elbo(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        head_targets: dict[str, torch.Tensor] | None = None,
+        dt: float | None = None,
+    ) -> ElboOutput:
+        """Negative ELBO of clips (b t c h w) plus lambda * residual norms and the heads' losses.
+
+        Sums over frames, channels, pixels, latent dimensions and sub-steps, then averages over the batch
+        (as the paper and the official code do). head_targets {name: (b t [size])} align with frames;
+        NaN entries are masked out (e.g. no reward before the first action).
+        """
+        cfg = self.config
+        target = to_unit_float(frames)
+        batch = target.shape[0]
+        observation = self.observe(target, actions, dt)
+        reconstruction = self.decode(observation.states, observation.content, observation.skips)
+        nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
+        kl_y1 = kl_standard_normal(observation.q_y1).sum() / batch
+        zero = nll.new_zeros(())
+        kl_z = zero
+        if observation.q_z is not None:
+            prior = self.prior_z(observation.states[:, :-1])
+            kl_z = kl_divergence(observation.q_z, prior).sum() / batch
+        residual_norm = zero
+        if observation.rollout.residuals is not None:
+            residual_norm = observation.rollout.residuals.float().norm(dim=-1).sum() / batch
+        loss = nll + kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
+        parts = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm}
+        if head_targets:
+            predictions = self.predict_heads(observation.states)
+            for name, values in head_targets.items():
+                if name not in predictions:
+                    raise ValueError(f"head target {name!r} has no head; model heads: {sorted(predictions)}")
+                predicted = predictions[name].float()
+                values = values.float().reshape(predicted.shape)
+                mask = ~values.isnan()
+                head_loss = 0.5 * ((predicted - values.nan_to_num()) ** 2 * mask).sum() / batch
+                parts[f"head_{name}"] = head_loss
+                loss = loss + cfg.head_weight * head_loss
+        parts = {name: value.detach() for name, value in parts.items()}
+        parts["loss"] = loss.detach()
+        return ElboOutput(loss, parts, reconstruction)
+
+    # ------------------------------------------------------------------ generation
+    def predict(
+        self,
+        cond_frames: torch.Tensor,
+        horizon: int,
+        num_samples: int = 1,
+        dt: float | None = None,
+        actions: torch.Tensor | None = None,
+        prior_mean: bool = False,
+        all_substeps: bool = False,
+    ) -> torch.Tensor:
+        """Sample futures of conditioning clips (b k c h w).
+
+        Each sample re-infers y_1 and z_2..z_k from their posteriors, then draws z from the prior for
+        `horizon` more frames. Returns (b, num_samples, k + horizon, c, h, w): reconstructions of the
+        conditioning frames then predictions; with `all_substeps`, every Euler state is decoded
+        ((k + horizon - 1) / dt + 1 frames), for frame-rate up-sampling.
+        """
+        cfg = self.config
+        batch, cond_length = cond_frames.shape[:2]
+        encoded = self.encode(cond_frames)
+        expanded = Encoded(
+            repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples),
+            [repeat(block, "b t c h w -> (b n) t c h w", n=num_samples) for block in encoded.blocks]
+            if cfg.skip else [],
+        )
+        cond_actions = future_actions = None
+        if actions is not None:
+            actions = repeat(actions, "b t a -> (b n) t a", n=num_samples)
+            cond_actions, future_actions = actions[:, : cond_length - 1], actions[:, cond_length - 1:]
+        observation = self.observe(None, cond_actions, dt, encoded=expanded)
+        future = self.imagine(
+            observation.states[:, -1], horizon, dt, actions=future_actions, prior_mean=prior_mean
+        )
+        if all_substeps:
+            states = torch.cat([observation.rollout.states, future.states[:, 1:]], dim=1)
+        else:
+            states = torch.cat([observation.states, future.frame_states[:, 1:]], dim=1)
+        frames = self.decode(states, observation.content, observation.skips).clamp_(0, 1)
+        return rearrange(frames, "(b n) t c h w -> b n t c h w", b=batch)
+
+    # ------------------------------------------------------------------ reporting
+    def parameter_counts(self) -> dict[str, int]:
+        """Number of parameters of each part, and the total."""
+        counts = {name: sum(p.numel() for p in child.parameters()) for name, child in self.named_children()}
+        counts = {name: count for name, count in counts.items() if count}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    def extra_repr(self) -> str:
+        counts = self.parameter_counts()
+        return "parameters: " + ", ".join(f"{name}={count:,}" for name, count in counts.items())
