@@ -1,0 +1,294 @@
+"""One on-disk layout for every prepared video dataset (KTH, Human3.6M, BAIR), its writer and its reader.
+
+Layout of a folder written by `srvp-prepare`::
+
+    <root>/meta.json               written last: its presence means the preparation finished
+    <root>/<split>/<video_id>.npy  one video, uint8, shape (T, C, 64, 64); split in train | val | test
+
+`meta.json` holds `format` (LAYOUT_FORMAT), `dataset`, `channels`, `height`, `width`, `seed`,
+`splits` (`{split: {video_id: frame count}}`), `test_clips` (`{"length": L, "clips": [[video_id, start],
+...]}`, the fixed evaluation clips, all inside the `test` split), `skipped` (`{source name: reason}` for
+every raw video that could not be decoded) and `source` (the preparation parameters).
+
+Every file is written atomically, so an interrupted preparation resumes: videos whose `.npy` is already
+there with the right frame shape are not decoded again. Videos are decoded in a process pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodel.fileio import atomic_write
+
+LAYOUT_FORMAT = "srvp-prepared-videos/1"
+META_NAME = "meta.json"
+FRAME_SIZE = 64
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class RawVideo(ABC):
+    """One raw video to prepare: where it goes, how to name it in messages, and how to decode it.
+
+    Subclasses are plain picklable dataclasses so that a process pool can decode them.
+    """
+
+    video_id: str
+    split: str
+    source: str  # human-readable origin (file path, zip member, record) used in warnings
+
+    @abstractmethod
+    def decode(self) -> np.ndarray:
+        """Decode to uint8 frames shaped (T, C, 64, 64); raise on a corrupt or truncated source."""
+
+
+def video_path(root: str | Path, split: str, video_id: str) -> Path:
+    """Path of one prepared video inside a prepared folder."""
+    return Path(root) / split / f"{video_id}.npy"
+
+
+def assign_validation(videos: Sequence[RawVideo], fraction: float, seed: int) -> list[RawVideo]:
+    """Move a seeded random `fraction` of the training videos to the `val` split (at least one, if any).
+
+    Decided from the raw listing, before decoding, so that the split does not depend on which videos
+    decode; one training video always stays in `train`.
+    """
+    train_ids = sorted(v.video_id for v in videos if v.split == "train")
+    val_count = min(math.ceil(fraction * len(train_ids)), max(len(train_ids) - 1, 0))
+    order = np.random.default_rng(seed).permutation(len(train_ids))
+    val_ids = {train_ids[i] for i in order[:val_count]}
+    return [replace(v, split="val") if v.split == "train" and v.video_id in val_ids else v for v in videos]
+
+
+def _stored_frame_count(path: Path, channels: int) -> int | None:
+    """Frame count of an already prepared video, or None if it is absent or not a valid video array."""
+    if not path.is_file():
+        return None
+    try:
+        frames = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (channels, FRAME_SIZE, FRAME_SIZE):
+        return None
+    return int(frames.shape[0])
+
+
+def _decode_and_store(job: tuple[RawVideo, str, int]) -> tuple[int, str | None]:
+    """Pool task: decode one video and write its `.npy` atomically; return (frame count, error or None)."""
+    video, root, channels = job
+    try:
+        frames = video.decode()
+        expected = (channels, FRAME_SIZE, FRAME_SIZE)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != expected or not len(frames):
+            raise ValueError(f"decoded array {frames.dtype} {frames.shape}, expected uint8 (T>0, {expected})")
+    except Exception as error:  # any decoder failure skips this video only; it is reported by name
+        message = " ".join(str(error).split()) or type(error).__name__
+        return 0, f"{type(error).__name__}: {message}"
+    atomic_write(video_path(root, video.split, video.video_id), lambda file: np.save(file, frames))
+    return len(frames), None
+
+
+def draw_test_clips(frame_counts: dict[str, int], count: int, length: int, seed: int) -> list[list]:
+    """Draw `count` fixed clips `[video_id, start]`: a uniform video among those with `length` frames,
+    then a uniform start inside it (what the official make_test_set scripts do)."""
+    eligible = sorted(video_id for video_id, frames in frame_counts.items() if frames >= length)
+    if not eligible:
+        raise RuntimeError(f"no test video has at least {length} frames: cannot draw the fixed test clips")
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, independent of the validation draw
+    clips = []
+    for _ in range(count):
+        video_id = eligible[rng.integers(len(eligible))]
+        clips.append([video_id, int(rng.integers(frame_counts[video_id] - length + 1))])
+    return clips
+
+
+def prepare_videos(
+    dataset: str,
+    videos: Sequence[RawVideo],
+    out: str | Path,
+    *,
+    channels: int,
+    seed: int,
+    test_clip_length: int,
+    test_clip_count: int | None,
+    workers: int = 1,
+    skipped: dict[str, str] | None = None,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Decode `videos` into the layout above under `out`, then write `meta.json`; return the metadata.
+
+    Already prepared videos are kept (resume). A video that fails to decode is warned about by name and
+    listed in `skipped` (together with the `skipped` sources the caller could not even list, e.g. a
+    truncated record file). `test_clip_count=None` makes every test video one clip from frame 0 (BAIR);
+    otherwise that many seeded random clips of `test_clip_length` frames are drawn.
+    """
+    out = Path(out)
+    ids = [(v.split, v.video_id) for v in videos]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"two raw videos map to the same prepared video {duplicate[0]}/{duplicate[1]}")
+    skipped = dict(skipped or {})
+    frame_counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    todo = []
+    for video in videos:
+        stored = _stored_frame_count(video_path(out, video.split, video.video_id), channels)
+        if stored is None:
+            todo.append(video)
+        else:
+            frame_counts[video.split][video.video_id] = stored
+    if len(videos) > len(todo):
+        print(f"{dataset}: {len(videos) - len(todo)} videos already prepared in {out}, {len(todo)} to decode")
+    jobs = [(video, str(out), channels) for video in todo]
+    with tqdm(total=len(jobs), desc=f"prepare {dataset}", unit="video", disable=not jobs) as progress:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                chunk = max(1, min(16, len(jobs) // (4 * workers)))
+                results = pool.map(_decode_and_store, jobs, chunksize=chunk)
+                outcomes = [_count(progress, result) for result in results]
+        else:
+            outcomes = [_count(progress, _decode_and_store(job)) for job in jobs]
+    for video, (frames, error) in zip(todo, outcomes, strict=True):
+        if error is None:
+            frame_counts[video.split][video.video_id] = frames
+        else:
+            skipped[video.source] = error
+    for name, reason in skipped.items():
+        warnings.warn(f"{dataset}: skipped {name}: {reason}", RuntimeWarning, stacklevel=2)
+    if test_clip_count is None:
+        clips = [
+            [video_id, 0]
+            for video_id in sorted(frame_counts["test"])
+            if frame_counts["test"][video_id] >= test_clip_length
+        ]
+    else:
+        clips = draw_test_clips(frame_counts["test"], test_clip_count, test_clip_length, seed)
+    meta = {
+        "format": LAYOUT_FORMAT,
+        "dataset": dataset,
+        "channels": channels,
+        "height": FRAME_SIZE,
+        "width": FRAME_SIZE,
+        "seed": seed,
+        "splits": {split: dict(sorted(counts.items())) for split, counts in frame_counts.items()},
+        "test_clips": {"length": test_clip_length, "clips": clips},
+        "skipped": dict(sorted(skipped.items())),
+        "source": source or {},
+    }
+    atomic_write(out / META_NAME, lambda file: file.write(json.dumps(meta, indent=1).encode("utf-8")))
+    return meta
+
+
+def _count(progress: tqdm, result: tuple[int, str | None]) -> tuple[int, str | None]:
+    progress.update()
+    return result
+
+
+def load_meta(root: str | Path) -> dict[str, Any]:
+    """Read and check `meta.json` of a prepared folder, with a one-line error for a wrong folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"prepared dataset folder {root} does not exist: run `srvp-prepare` first")
+    meta_path = root / META_NAME
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not a prepared dataset (no {META_NAME}): run `srvp-prepare <dataset> --out {root}`"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{meta_path} is not valid JSON ({error}): prepare the dataset again") from error
+    if not isinstance(meta, dict) or meta.get("format") != LAYOUT_FORMAT:
+        raise ValueError(f"{meta_path} is not a {LAYOUT_FORMAT} file: prepare the dataset again")
+    return meta
+
+
+class PreparedVideos(torch.utils.data.Dataset):
+    """Clips of a prepared dataset as `torch.uint8` tensors shaped (seq_len, C, 64, 64).
+
+    Random mode (`fixed_clips=False`): item i is a sub-sequence of `seq_len` frames of a video of
+    `split`, drawn uniformly among the videos long enough, then a uniform start. The draw is a function of
+    (`seed`, epoch, i) only, so it does not depend on DataLoader workers; `set_epoch` gives fresh clips.
+    `epoch_size` is the number of items (default: the number of usable videos).
+
+    Fixed mode (`fixed_clips=True`, split `test`): item i is the i-th fixed test clip written by
+    `srvp-prepare`, cut to its first `seq_len` frames.
+
+    Frames are read through memory-mapped `.npy` files, so only the clip's bytes are touched.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        seq_len: int,
+        fixed_clips: bool = False,
+        epoch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        meta = load_meta(self.root)
+        if split not in meta["splits"]:
+            expected = sorted(meta["splits"])
+            raise ValueError(f"unknown split {split!r} for {self.root}: expected one of {expected}")
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be a positive number of frames, got {seq_len}")
+        self.split, self.seq_len, self.seed, self.epoch = split, seq_len, seed, 0
+        self.channels: int = meta["channels"]
+        frame_counts: dict[str, int] = meta["splits"][split]
+        if fixed_clips:
+            if split != "test":
+                raise ValueError(f"fixed clips exist for the 'test' split only, got split {split!r}")
+            clip_length = meta["test_clips"]["length"]
+            if seq_len > clip_length:
+                raise ValueError(f"seq_len {seq_len} exceeds the fixed test clips' {clip_length} frames")
+            self.clips: list[tuple[str, int]] | None = [(vid, start) for vid, start in meta["test_clips"]["clips"]]
+            self.videos = sorted({vid for vid, _ in self.clips})
+            self.length = len(self.clips)
+        else:
+            self.clips = None
+            self.videos = sorted(vid for vid, frames in frame_counts.items() if frames >= seq_len)
+            if not self.videos:
+                raise ValueError(f"no {split} video of {self.root} has at least {seq_len} frames")
+            self.length = len(self.videos) if epoch_size is None else epoch_size
+        self.frame_counts = {vid: frame_counts[vid] for vid in self.videos}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random clips drawn (random mode); set before the DataLoader starts its workers."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def clip_location(self, index: int) -> tuple[str, int]:
+        """(video id, start frame) of item `index`."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} clips")
+        if self.clips is not None:
+            return self.clips[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        video_id = self.videos[rng.integers(len(self.videos))]
+        return video_id, int(rng.integers(self.frame_counts[video_id] - self.seq_len + 1))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        video_id, start = self.clip_location(index)
+        path = video_path(self.root, self.split, video_id)
+        try:
+            frames = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise RuntimeError(f"cannot read prepared video {path} ({error}): prepare it again") from error
+        clip = np.array(frames[start : start + self.seq_len])  # copies only these frames out of the map
+        if clip.shape != (self.seq_len, self.channels, FRAME_SIZE, FRAME_SIZE):
+            raise RuntimeError(f"prepared video {path} holds {frames.shape}, not the frames meta.json lists")
+        return torch.from_numpy(clip)
