@@ -4,5 +4,14 @@ from worldmodel.checkpoint import load_checkpoint, load_model, save_checkpoint
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP, ElboOutput, Encoded, Observation, Rollout
 
-__all__ = ["SRVP", "SRVPConfig", "ElboOutput", "Encoded", "Observation", "Rollout", "load_checkpoint",
-           "load_model", "save_checkpoint"]
+__all__ = [
+    "SRVP",
+    "SRVPConfig",
+    "ElboOutput",
+    "Encoded",
+    "Observation",
+    "Rollout",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]

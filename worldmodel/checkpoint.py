@@ -44,17 +44,28 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
     np.random.set_state(
-        ("MT19937", numpy_state["key"].numpy().astype(np.uint32), numpy_state["pos"], numpy_state["has_gauss"],
-         numpy_state["cached_gaussian"])
+        (
+            "MT19937",
+            numpy_state["key"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, model: SRVP, step: int, config: dict[str, Any] | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: SRVP,
+    step: int,
+    config: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write the model (and optionally optimiser, scheduler, run config, extra plain data)."""
     payload: dict[str, Any] = {
         "format_version": FORMAT_VERSION,

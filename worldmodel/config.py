@@ -74,8 +74,17 @@ class SRVPConfig:
             raise ValueError(f"model.transition={self.transition!r}: expected one of {TRANSITIONS}")
         if self.channels not in (1, 3):
             raise ValueError(f"model.channels={self.channels}: expected 1 or 3")
-        for name in ("filters", "code_dim", "y_dim", "content_dim", "inf_hidden", "fwd_hidden", "lstm_hidden",
-                     "y1_frames", "content_frames"):
+        for name in (
+            "filters",
+            "code_dim",
+            "y_dim",
+            "content_dim",
+            "inf_hidden",
+            "fwd_hidden",
+            "lstm_hidden",
+            "y1_frames",
+            "content_frames",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}={getattr(self, name)}: must be a positive integer")
         if self.stochastic and self.z_dim < 1:

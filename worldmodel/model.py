@@ -210,7 +210,10 @@ class SRVP(nn.Module):
         return torch.arange(length - count, length, device=device).expand(batch, count)
 
     def observe(
-        self, frames: torch.Tensor, actions: torch.Tensor | None = None, dt: float | None = None,
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        dt: float | None = None,
         encoded: Encoded | None = None,
     ) -> Observation:
         """Infer the latents of observed frames (b t c h w): y_1 and z from their posteriors (sampled),
@@ -284,6 +287,16 @@ class SRVP(nn.Module):
         parts["loss"] = loss.detach()
         return ElboOutput(loss, parts, reconstruction)
 
+    def forward(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        head_targets: dict[str, torch.Tensor] | None = None,
+        dt: float | None = None,
+    ) -> ElboOutput:
+        """The training objective (`elbo`), so DistributedDataParallel and torch.compile wrap it."""
+        return self.elbo(frames, actions, head_targets, dt)
+
     # ------------------------------------------------------------------ generation
     def predict(
         self,
@@ -308,16 +321,15 @@ class SRVP(nn.Module):
         expanded = Encoded(
             repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples),
             [repeat(block, "b t c h w -> (b n) t c h w", n=num_samples) for block in encoded.blocks]
-            if cfg.skip else [],
+            if cfg.skip
+            else [],
         )
         cond_actions = future_actions = None
         if actions is not None:
             actions = repeat(actions, "b t a -> (b n) t a", n=num_samples)
-            cond_actions, future_actions = actions[:, : cond_length - 1], actions[:, cond_length - 1:]
+            cond_actions, future_actions = actions[:, : cond_length - 1], actions[:, cond_length - 1 :]
         observation = self.observe(None, cond_actions, dt, encoded=expanded)
-        future = self.imagine(
-            observation.states[:, -1], horizon, dt, actions=future_actions, prior_mean=prior_mean
-        )
+        future = self.imagine(observation.states[:, -1], horizon, dt, actions=future_actions, prior_mean=prior_mean)
         if all_substeps:
             states = torch.cat([observation.rollout.states, future.states[:, 1:]], dim=1)
         else:

@@ -1,0 +1,64 @@
+"""Datasets of the four benchmarks behind one factory: every split yields uint8 clips (T, C, 64, 64).
+
+Training splits are endless streams of random clips, item i being a pure function of (seed, i), so a
+resumed run sees the same batches; `val` and `test` splits are fixed clips of cond_frames + pred_frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from torch.utils.data import Dataset
+
+from video_pred.data.mnist import load_mnist
+from video_pred.data.prepared import PreparedVideos
+from video_pred.data.smmnist import (
+    FixedClips,
+    StochasticMovingMNIST,
+    build_test_set,
+    load_or_build_test_set,
+    split_digits,
+)
+
+MNIST_DATASETS = ("smmnist", "mmnist_deterministic")
+PREPARED_DATASETS = ("kth", "human36m", "bair")
+SPLITS = ("train", "val", "test")
+VALIDATION_SEED = 7
+"""Seed of the fixed validation clips (independent of the run seed, so runs are compared on the same clips)."""
+VALIDATION_CLIPS = 256
+
+
+def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
+    """The `split` ('train', 'val' or 'test') of the dataset configured by `dataset` (configs/dataset/*)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    test_length = int(dataset.cond_frames) + int(dataset.pred_frames)
+    if dataset.name in MNIST_DATASETS:
+        return _moving_mnist(dataset, split, seed, test_length)
+    if dataset.name in PREPARED_DATASETS:
+        if dataset.root in (None, "???"):
+            raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
+        if split == "train":
+            return PreparedVideos(dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed)
+        if split == "val":
+            return PreparedVideos(dataset.root, "val", test_length, epoch_size=VALIDATION_CLIPS, seed=VALIDATION_SEED)
+        return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True)
+    raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
+
+
+def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int) -> Dataset:
+    """Moving MNIST: training/validation digits are a fixed 95/5 split of MNIST train; test uses MNIST test."""
+    cache_dir = Path(dataset.cache_dir)
+    deterministic = bool(dataset.deterministic)
+    if split == "test":
+        digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir)
+        name = f"{dataset.name}_test_{dataset.test_size}x{test_length}.npy"
+        clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic)
+        return FixedClips(clips)
+    train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir)[0])
+    if split == "val":
+        return FixedClips(build_test_set(val_digits, VALIDATION_CLIPS, test_length, deterministic, VALIDATION_SEED))
+    return StochasticMovingMNIST(
+        train_digits, int(dataset.num_digits), int(dataset.train_length), deterministic, int(dataset.epoch_size), seed
+    )

@@ -1,0 +1,241 @@
+"""The SRVP training loop: Adam with constant-then-linear-decay LR, mixed precision, optional torch.compile,
+TensorBoard logging, atomic checkpoints and exact resume (the same losses after a kill as without one)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from video_pred.logger import RunLogger
+from video_pred.media import side_by_side, write_video
+from video_pred.metrics.frames import psnr
+from worldmodel import SRVP, SRVPConfig, load_checkpoint, save_checkpoint
+from worldmodel.checkpoint import restore_rng_state
+from worldmodel.runtime import autocast
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the weights since the last checkpoint are not trusted."""
+
+
+def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], float]:
+    """LR factor: 1 for `steps` steps, then linear decay to 0 over `decay_steps` (the paper's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < steps or decay_steps == 0:
+            return 1.0
+        return max(0.0, 1.0 - (step - steps) / decay_steps)
+
+    return factor
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGTERM/SIGINT: the loop finishes the current step, checkpoints and returns."""
+
+    requested: bool = False
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule and run directory of one training run."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device, run_dir: Path) -> None:
+        self.cfg, self.device, self.run_dir = cfg, device, run_dir
+        trainer = cfg.trainer
+        self.model = SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))).to(device)
+        if trainer.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = instantiate(trainer.optimizer)(self.model.parameters())
+        self.total_steps = int(trainer.steps) + int(trainer.lr_decay_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
+        )
+        self.loss_fn = torch.compile(self.model) if trainer.compile else self.model
+        self.step = 0
+        self.best_val_psnr: float | None = None
+        self.checkpoint_dir = run_dir / "checkpoints"
+
+    # ------------------------------------------------------------------ checkpoints
+    def resume_path(self) -> Path | None:
+        """The explicit `ckpt_path`, else run_dir/checkpoints/last.pt when resuming is on and it exists."""
+        if self.cfg.ckpt_path:
+            return Path(self.cfg.ckpt_path)
+        last = self.checkpoint_dir / "last.pt"
+        return last if self.cfg.resume and last.exists() else None
+
+    def load(self, path: Path) -> None:
+        """Restore weights, optimiser, schedule, step, best validation score and RNG states."""
+        payload = load_checkpoint(path, map_location=self.device)
+        saved = SRVPConfig.from_dict(payload["model_config"])
+        if saved != self.model.config:
+            raise ValueError(f"checkpoint {path} was trained with another model config; resume with the same one")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.step = payload["step"]
+        self.best_val_psnr = payload.get("extra", {}).get("best_val_psnr")
+        restore_rng_state(payload["rng"])
+
+    def save(self, name: str) -> Path:
+        """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate."""
+        extra = {"best_val_psnr": self.best_val_psnr} if self.best_val_psnr is not None else None
+        return save_checkpoint(
+            self.checkpoint_dir / f"{name}.pt",
+            self.model,
+            self.step,
+            config=OmegaConf.to_container(self.cfg, resolve=True),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------ evaluation during training
+    @torch.no_grad()
+    def validation_psnr(self, clips: torch.Tensor) -> float:
+        """Mean over clips of the best-of-`val_samples` PSNR of the predicted frames (model selection)."""
+        dataset = self.cfg.dataset
+        self.model.eval()
+        with autocast(self.device, self.cfg.trainer.precision):
+            predictions = self.model.predict(
+                clips[:, : dataset.cond_frames], clips.shape[1] - dataset.cond_frames, self.cfg.trainer.val_samples
+            )
+        truth = (
+            clips[:, None, dataset.cond_frames :].float().div(255).expand_as(predictions[:, :, dataset.cond_frames :])
+        )
+        scores = psnr(predictions[:, :, dataset.cond_frames :].float().flatten(0, 1), truth.flatten(0, 1))
+        best = scores.view(*predictions.shape[:2], -1).mean(dim=2).max(dim=1).values
+        return best.mean().item()
+
+    @torch.no_grad()
+    def prediction_video(self, clips: torch.Tensor, samples: int) -> np.ndarray:
+        """Truth beside `samples` predictions for each clip, clips stacked vertically: uint8 (t h w 3)."""
+        cond = self.cfg.dataset.cond_frames
+        self.model.eval()
+        with autocast(self.device, self.cfg.trainer.precision):
+            predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, samples).float()
+        rows = [
+            side_by_side([clip.cpu(), *sample.cpu()], cond) for clip, sample in zip(clips, predictions, strict=True)
+        ]
+        return np.concatenate(rows, axis=1)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(
+        self,
+        batches: Iterator[torch.Tensor],
+        preview_clips: torch.Tensor,
+        val_clips: torch.Tensor | None,
+        logger: RunLogger,
+    ) -> Path:
+        """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint."""
+        trainer = self.cfg.trainer
+        stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
+        last = self.checkpoint_dir / "last.pt"
+        sums: dict[str, torch.Tensor] = {}
+        window, window_start = 0, time.perf_counter()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        progress = tqdm(total=stop_at, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2)
+        with StopRequest() as stop:
+            while self.step < stop_at:
+                batch = next(batches).to(self.device, non_blocking=True)
+                self.model.train()
+                with autocast(self.device, trainer.precision):
+                    output = self.loss_fn(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                output.loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                # Accumulate on the device: no host synchronisation inside the step.
+                nonfinite |= ~torch.isfinite(output.loss.detach())
+                for name, value in output.parts.items():
+                    sums[name] = sums.get(name, 0) + value.float()
+                window += 1
+                at_end = self.step == stop_at or stop.requested
+                if self.step % trainer.log_every == 0 or at_end:
+                    self._check_finite(nonfinite)
+                    elapsed = time.perf_counter() - window_start
+                    values = {name: (total / window).item() for name, total in sums.items()}
+                    values["lr"] = self.scheduler.get_last_lr()[0]
+                    values["sequences_per_s"] = window * batch.shape[0] / max(elapsed, 1e-9)
+                    logger.scalars(self.step, "train", values)
+                    progress.set_postfix(loss=f"{values['loss']:.1f}", seq_s=f"{values['sequences_per_s']:.1f}")
+                    sums, window, window_start = {}, 0, time.perf_counter()
+                if val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
+                    score = self.validation_psnr(val_clips)
+                    logger.scalars(self.step, "val", {"psnr": score})
+                    if self.best_val_psnr is None or score > self.best_val_psnr:
+                        self.best_val_psnr = score
+                        self.save("best")
+                if self.step % trainer.video_every == 0 or at_end:
+                    video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
+                    logger.video(self.step, "predictions/truth_then_samples", video)
+                if self.step % trainer.ckpt_every == 0 or at_end:
+                    self._check_finite(nonfinite)
+                    last = self.save("last")
+                progress.update(1)
+                if stop.requested:
+                    break
+        progress.close()
+        return last
+
+    def _check_finite(self, nonfinite: torch.Tensor) -> None:
+        if nonfinite.item():
+            raise NonFiniteLossError(
+                f"the loss became NaN/inf before step {self.step}; nothing was saved after it. Resume from "
+                f"{self.checkpoint_dir / 'last.pt'} with a lower trainer.optimizer.lr or check the data"
+            )
+
+
+def final_preview(trainer: Trainer, preview_clips: torch.Tensor, out_dir: Path) -> list[Path]:
+    """Write the final prediction video as GIF and MP4 in `out_dir`."""
+    video = trainer.prediction_video(preview_clips, trainer.cfg.logger.video_samples)
+    return [write_video(out_dir / "predictions.gif", video), write_video(out_dir / "predictions.mp4", video)]
+
+
+def first_clips(dataset: Dataset, count: int) -> torch.Tensor:
+    """The first `count` clips of a fixed dataset, stacked (b t c h w)."""
+    count = min(count, len(dataset))
+    if count == 0:
+        raise ValueError("the evaluation split has no clips")
+    return torch.stack([dataset[index] for index in range(count)])
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """Reject trainer values that cannot run, naming the key."""
+    trainer = cfg.trainer
+    for key in ("batch_size", "log_every", "video_every", "ckpt_every"):
+        if int(trainer[key]) < 1:
+            raise ValueError(f"trainer.{key}={trainer[key]}: must be a positive integer")
+    if (
+        int(trainer.steps) < 0
+        or int(trainer.lr_decay_steps) < 0
+        or int(trainer.steps) + int(trainer.lr_decay_steps) < 1
+    ):
+        raise ValueError("trainer.steps + trainer.lr_decay_steps must be at least 1")
+    if not math.isfinite(float(trainer.optimizer.lr)) or float(trainer.optimizer.lr) <= 0:
+        raise ValueError(f"trainer.optimizer.lr={trainer.optimizer.lr}: must be a positive number")
