@@ -107,7 +107,9 @@ def _names(names: Sequence[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: SRVPConfig) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(
+    state_dict: Mapping[str, torch.Tensor], config: SRVPConfig
+) -> dict[str, torch.Tensor]:
     """Rename an official SRVP state_dict into ours for a model built from `config`.
 
     Raises a one-line ValueError listing official tensors no rule maps, tensors our model needs but the
@@ -164,10 +166,11 @@ def config_from_official_args(args: Mapping[str, Any]) -> SRVPConfig:
         raise ValueError(f"official config n_euler_steps={euler_steps}: must be a positive integer")
     hidden = int(values["nh_inf"])
     return SRVPConfig(
-        channels=int(values["nc"]), arch=str(values["archi"]), skip=values["skipco"], filters=int(values["nf"]),
-        code_dim=int(values["nhx"]), y_dim=int(values["ny"]), z_dim=int(values["nz"]), content_dim=hidden,
-        inf_hidden=hidden, inf_layers=int(values["nlayers_inf"]), fwd_hidden=int(values["nh_res"]),
-        fwd_layers=int(values["nlayers_res"]), lstm_hidden=hidden, y1_frames=int(values["nt_inf"]),
+        channels=int(values["nc"]), arch=str(values["archi"]), skip=values["skipco"],
+        filters=int(values["nf"]), code_dim=int(values["nhx"]), y_dim=int(values["ny"]),
+        z_dim=int(values["nz"]), content_dim=hidden, inf_hidden=hidden, lstm_hidden=hidden,
+        inf_layers=int(values["nlayers_inf"]), fwd_hidden=int(values["nh_res"]),
+        fwd_layers=int(values["nlayers_res"]), y1_frames=int(values["nt_inf"]),
         content_frames=int(values["nt_inf"]), dt=1.0 / euler_steps, f_gain=float(values["res_gain"]),
         nu=float(values["obs_scale"]) ** 2, beta=float(values["beta_z"]), l2_weight=float(values["l2_res"]),
     ).validate()
@@ -195,8 +198,9 @@ def read_official_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor
     try:
         state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise RuntimeError(f"official weights {weights_path} are corrupt or not a state_dict: {error}") from error
-    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        message = f"official weights {weights_path} are corrupt or not a state_dict: {error}"
+        raise RuntimeError(message) from error
+    if not isinstance(state_dict, Mapping) or not all(torch.is_tensor(t) for t in state_dict.values()):
         raise RuntimeError(f"official weights {weights_path} do not hold a state_dict of tensors")
     return dict(state_dict)
 
@@ -240,7 +244,7 @@ def convert_official_checkpoint(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: python -m worldmodel.official --official model.pt --config config.json --out ours.pt"""
-    parser = argparse.ArgumentParser(description="Convert an official SRVP checkpoint into an srvp checkpoint.")
+    parser = argparse.ArgumentParser(description="Convert an official SRVP checkpoint into an srvp one.")
     parser.add_argument("--official", required=True, help="official weights (model.pt / model_best.pt)")
     parser.add_argument("--config", required=True, help="the official run's config.json")
     parser.add_argument("--out", required=True, help="where to write our checkpoint")
