@@ -36,6 +36,7 @@ LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"
 FRAME_SIZE = 64
 SPLITS = ("train", "val", "test")
+OPEN_MAPS = 1024  # memory maps a PreparedVideos keeps open per process
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class PreparedVideos(torch.utils.data.Dataset):
     Fixed mode (`fixed_clips=True`, split `test`): item i is the i-th fixed test clip written by
     `srvp-prepare`, cut to its first `seq_len` frames.
 
-    Frames are read through memory-mapped `.npy` files, so only the clip's bytes are touched.
+    Frames are read through memory-mapped `.npy` files (kept open, LRU), so only the clip's bytes are read.
     """
 
     def __init__(
@@ -263,6 +264,7 @@ class PreparedVideos(torch.utils.data.Dataset):
                 raise ValueError(f"no {split} video of {self.root} has at least {seq_len} frames")
             self.length = len(self.videos) if epoch_size is None else epoch_size
         self.frame_counts = {vid: frame_counts[vid] for vid in self.videos}
+        self._open_maps: dict[str, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random clips drawn (random mode); set before the DataLoader starts its workers."""
@@ -281,14 +283,30 @@ class PreparedVideos(torch.utils.data.Dataset):
         video_id = self.videos[rng.integers(len(self.videos))]
         return video_id, int(rng.integers(self.frame_counts[video_id] - self.seq_len + 1))
 
+    def _frames(self, video_id: str) -> np.ndarray:
+        """The memory-mapped frames of a video, kept open in a per-process LRU cache (opening costs more
+        than reading a clip); the bound keeps BAIR's 43k videos under the kernel's map-count limit."""
+        frames = self._open_maps.pop(video_id, None)
+        if frames is None:
+            path = video_path(self.root, self.split, video_id)
+            try:
+                frames = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as error:
+                raise RuntimeError(f"cannot read prepared video {path} ({error}): prepare it again") from error
+            if len(self._open_maps) >= OPEN_MAPS:
+                self._open_maps.pop(next(iter(self._open_maps)))
+        self._open_maps[video_id] = frames  # (re)inserted last: most recently used
+        return frames
+
     def __getitem__(self, index: int) -> torch.Tensor:
         video_id, start = self.clip_location(index)
-        path = video_path(self.root, self.split, video_id)
-        try:
-            frames = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
-            raise RuntimeError(f"cannot read prepared video {path} ({error}): prepare it again") from error
+        frames = self._frames(video_id)
         clip = np.array(frames[start : start + self.seq_len])  # copies only these frames out of the map
         if clip.shape != (self.seq_len, self.channels, FRAME_SIZE, FRAME_SIZE):
+            path = video_path(self.root, self.split, video_id)
             raise RuntimeError(f"prepared video {path} holds {frames.shape}, not the frames meta.json lists")
         return torch.from_numpy(clip)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. to spawned DataLoader workers) without the open maps, which are per process."""
+        return {**self.__dict__, "_open_maps": {}}
