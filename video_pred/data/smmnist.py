@@ -18,7 +18,7 @@ from typing import IO
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from worldmodel.fileio import atomic_write
 
@@ -307,13 +307,13 @@ def split_digits(digits: np.ndarray, val_fraction: float = 0.05, seed: int = 0) 
 
 
 class StochasticMovingMNIST(Dataset):
-    """Training clips generated on the fly: each call returns a fresh (seq_len, 1, 64, 64) uint8 clip.
+    """Training clips generated on the fly: item i is a (seq_len, 1, 64, 64) uint8 clip.
 
-    Randomness comes from one numpy generator per process. In the main process it is seeded by `seed`
-    alone; in a DataLoader worker by (`seed`, worker id, the worker's torch seed). The worker seed changes
-    with every DataLoader iterator and is derived from the main process's torch seed (or the DataLoader's
-    `generator`), so workers never repeat each other or a previous epoch, and a run is reproducible.
-    The item index is not used: every clip is a new random draw, and `epoch_size` only sets the length.
+    Item i is a pure function of (`seed`, epoch, i): it does not depend on DataLoader workers, their
+    number or the order of requests, so a resumed run sees the same clips, and workers never duplicate
+    each other (they serve different indices). Every non-negative index is valid (an endless stream, as
+    `video_pred.data.stream.DrawSampler` draws it); `epoch_size` is only the length reported to samplers
+    that iterate over `range(len(dataset))`, and `set_epoch` then gives fresh clips.
     """
 
     def __init__(
@@ -334,24 +334,19 @@ class StochasticMovingMNIST(Dataset):
         self.deterministic = deterministic
         self.epoch_size = epoch_size
         self.seed = seed
-        self._rng: np.random.Generator | None = None
-        self._rng_stream: tuple[int, ...] | None = None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other clips for the same indices; set before the DataLoader starts its workers."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.epoch_size
 
-    def _generator(self) -> np.random.Generator:
-        """This process's generator, (re)seeded when the process becomes a new DataLoader worker."""
-        worker = get_worker_info()
-        stream = (self.seed,) if worker is None else (self.seed, worker.id, worker.seed)
-        if self._rng is None or stream != self._rng_stream:
-            self._rng, self._rng_stream = np.random.default_rng(stream), stream
-        return self._rng
-
     def __getitem__(self, index: int) -> torch.Tensor:
-        if not 0 <= index < self.epoch_size:
-            raise IndexError(f"index {index} out of range for epoch size {self.epoch_size}")
-        rng = self._generator()
+        if index < 0:
+            raise IndexError(f"negative index {index}: training clips are numbered from 0")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         digit_ids = rng.integers(0, len(self.digits), size=self.num_digits)
         trajectories = sample_trajectories(rng, self.num_digits, self.seq_len, self.deterministic)
         offsets = trajectories.pixel_offsets()[None]
