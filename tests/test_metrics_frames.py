@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from video_pred.metrics import mean_ci95, psnr, ssim
+from video_pred.metrics.frames import psnr, ssim
+from video_pred.metrics.stats import mean_ci95
 
 
 def _video_pair(channels: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,6 @@
+"""Evaluation metrics of the SRVP protocol, one module each.
+
+`frames` (PSNR, SSIM per frame), `lpips` (LPIPS v0.1 AlexNet without torchvision), `i3d` (the
+Kinetics-400 I3D and FVD features), `fvd` (Fréchet distances) and `stats` (mean and 95% CI).
+Nothing is re-exported here, so importing one metric does not load the others' dependencies.
+"""
