@@ -1,38 +1,18 @@
 """MNIST idx reading, checksum verification, mirror download and the real files (when present)."""
 
-import gzip
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.mnist_files import write_fake_split, write_idx
 from video_pred.data.mnist import MNIST_FILES, download_mnist, load_mnist, read_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_real_mnist = pytest.mark.skipif(
     not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="real MNIST files not available"
 )
-
-TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
-    """Write `array` in the idx format by hand (magic, big-endian dims, big-endian data)."""
-    big_endian = array.astype(array.dtype.newbyteorder(">"))
-    header = struct.pack(">BBBB", 0, 0, TYPE_CODES[big_endian.dtype], array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + big_endian.tobytes()
-    path.write_bytes(gzip.compress(payload) if compress else payload)
-    return path
-
-
-def write_fake_split(folder: Path, split: str, count: int = 5) -> None:
-    rng = np.random.default_rng(0)
-    images_name, labels_name = MNIST_FILES[split]
-    write_idx(folder / f"{images_name}.gz", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), True)
-    write_idx(folder / labels_name, rng.integers(0, 10, count, dtype=np.uint8), False)
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -122,3 +102,11 @@ def test_real_mnist_files(tmp_path):
     train_images, train_labels = load_mnist("train", None, tmp_path)
     assert train_images.shape == (60_000, 28, 28) and train_labels.shape == (60_000,)
     assert 0 < train_images.mean() < 255
+
+
+def test_other_digits_in_the_idx_format_load_without_the_checksum(tmp_path):
+    write_fake_split(tmp_path, "test", count=3)
+    with pytest.raises(ValueError, match="verify_md5=false"):
+        load_mnist("test", tmp_path, tmp_path)
+    images, labels = load_mnist("test", tmp_path, tmp_path, verify_md5=False)
+    assert images.shape == (3, 28, 28) and labels.shape == (3,)

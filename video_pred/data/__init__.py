@@ -52,11 +52,11 @@ def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int) 
     cache_dir = Path(dataset.cache_dir)
     deterministic = bool(dataset.deterministic)
     if split == "test":
-        digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir)
+        digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir, dataset.verify_md5)
         name = f"{dataset.name}_test_{dataset.test_size}x{test_length}.npy"
         clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic)
         return FixedClips(clips)
-    train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir)[0])
+    train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir, dataset.verify_md5)[0])
     if split == "val":
         return FixedClips(build_test_set(val_digits, VALIDATION_CLIPS, test_length, deterministic, VALIDATION_SEED))
     return StochasticMovingMNIST(
