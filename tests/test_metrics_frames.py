@@ -55,6 +55,10 @@ def test_ssim_matches_skimage(channels: int) -> None:
     assert 0.2 < expected.min() and expected.max() < 0.95  # a range where errors would show
     np.testing.assert_allclose(values.double().numpy(), expected, atol=2e-5)
     np.testing.assert_allclose(ssim(pred.double(), truth.double()).numpy(), expected, atol=1e-10)
+    # Half-precision predictions (autocast) are computed in float32, not in bfloat16.
+    low_precision = ssim(pred.bfloat16(), truth.bfloat16())
+    assert low_precision.dtype == torch.float32
+    torch.testing.assert_close(low_precision, ssim(pred.bfloat16().float(), truth.bfloat16().float()))
 
 
 def test_identical_frames() -> None:

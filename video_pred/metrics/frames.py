@@ -19,14 +19,19 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 
-def _check_videos(pred: Tensor, truth: Tensor, metric: str) -> None:
-    """Fail with one line naming the culprit unless both are float videos of one shape (B, T, C, H, W)."""
+def _checked_videos(pred: Tensor, truth: Tensor, metric: str) -> tuple[Tensor, Tensor]:
+    """Both videos, at least float32, after a one-line failure unless they are float videos of one shape.
+
+    Half-precision inputs (from autocast) are upcast: local variances E[x^2] - E[x]^2 cancel badly there.
+    """
     if pred.shape != truth.shape:
         raise ValueError(f"{metric}: pred shape {tuple(pred.shape)} != truth shape {tuple(truth.shape)}")
     if pred.ndim != 5:
         raise ValueError(f"{metric}: expected videos (B, T, C, H, W), got shape {tuple(pred.shape)}")
     if not (pred.is_floating_point() and truth.is_floating_point()):
         raise ValueError(f"{metric}: expected float videos in [0, 1], got {pred.dtype} and {truth.dtype}")
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, truth.dtype), torch.float32)
+    return pred.to(dtype), truth.to(dtype)
 
 
 def psnr(pred: Tensor, truth: Tensor) -> Tensor:
@@ -34,7 +39,7 @@ def psnr(pred: Tensor, truth: Tensor) -> Tensor:
 
     A frame identical to its truth has an infinite PSNR, as in the official implementation.
     """
-    _check_videos(pred, truth, "psnr")
+    pred, truth = _checked_videos(pred, truth, "psnr")
     per_channel = peak_signal_noise_ratio(
         rearrange(pred, "b t c h w -> (b t) c h w"),
         rearrange(truth, "b t c h w -> (b t) c h w"),
@@ -70,7 +75,7 @@ def ssim(pred: Tensor, truth: Tensor) -> Tensor:
     data_range=1.0)` computed per channel and averaged. torchmetrics is not used here because its SSIM
     averages over reflection-padded borders instead of the valid region.
     """
-    _check_videos(pred, truth, "ssim")
+    pred, truth = _checked_videos(pred, truth, "ssim")
     batch, steps, _, height, width = pred.shape
     if min(height, width) < SSIM_WINDOW:
         raise ValueError(f"ssim: frames must be at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}")
