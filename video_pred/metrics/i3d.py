@@ -142,8 +142,8 @@ class I3D(nn.Sequential):
             conv3d_2c_3x3=Unit3D(64, 192, (3, 3, 3)),
             maxpool3d_3a_3x3=SamePadMaxPool3d((1, 3, 3), (1, 2, 2)),
         )
-        # (name, widths of the six branch convolutions); max-pools before Mixed_4b and Mixed_5b.
-        inception_widths = [
+        # Inception blocks as (name, widths of their six convolutions), max-pools as (name, (kernel, stride)).
+        stages = [
             ("mixed_3b", (64, 96, 128, 16, 32, 32)),
             ("mixed_3c", (128, 128, 192, 32, 96, 64)),
             ("maxpool3d_4a_3x3", ((3, 3, 3), (2, 2, 2))),
@@ -157,7 +157,7 @@ class I3D(nn.Sequential):
             ("mixed_5c", (384, 192, 384, 48, 128, 128)),
         ]
         channels = 192
-        for name, spec in inception_widths:
+        for name, spec in stages:
             if name.startswith("maxpool"):
                 layers[name] = SamePadMaxPool3d(*spec)
             else:
