@@ -1,0 +1,37 @@
+"""dm_control suite tasks as pixel-observation gymnasium environments (knows nothing of models).
+
+Importing the package registers PlaNet's six tasks as `srvp/<domain>-<task>-v0` (idempotently); any other
+suite task is registered on demand by `make_env` / `make_vector_env` or `register_task`. dm_control itself
+is imported lazily, when the first environment is built, after `configure_mujoco_gl` picked a headless
+OpenGL backend.
+"""
+
+from envs.dmc import (
+    PLANET_TASKS,
+    DMCEnv,
+    default_action_repeat,
+    default_camera_id,
+    env_id,
+    make_env,
+    make_vector_env,
+    register_task,
+    scale_action,
+)
+from envs.rendering import configure_mujoco_gl, probe_gl_backend
+
+for _task in PLANET_TASKS:
+    register_task(_task)
+
+__all__ = [
+    "PLANET_TASKS",
+    "DMCEnv",
+    "configure_mujoco_gl",
+    "default_action_repeat",
+    "default_camera_id",
+    "env_id",
+    "make_env",
+    "make_vector_env",
+    "probe_gl_backend",
+    "register_task",
+    "scale_action",
+]
