@@ -1,0 +1,224 @@
+"""`srvp-eval`: best-of-N evaluation of a trained checkpoint on its benchmark's fixed test clips.
+
+    srvp-eval ckpt_path=outputs/train/kth/.../best.pt dataset.root=/data/kth
+    srvp-eval -m ckpt_path=... dt=1,1/2,1/3,1/4,1/5          # frame-rate sweep (hydra multirun)
+
+The dataset section comes from the checkpoint's training config, with the non-null `dataset.*` values of
+configs/eval.yaml merged on top. Results go to the hydra run directory (or `out_dir`): eval.json (config,
+checkpoint, N, clips, metric means with 95% CIs, per-step curves, FVD), curves.csv and curves.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from video_pred import data
+from video_pred.metrics import frames
+from video_pred.metrics.i3d import i3d_features, load_i3d
+from video_pred.protocol import FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
+from worldmodel import load_model
+from worldmodel.fileio import atomic_write
+
+FRAME_METRICS = {
+    "psnr": FrameMetric("psnr", frames.psnr, higher_is_better=True),
+    "ssim": FrameMetric("ssim", frames.ssim, higher_is_better=True),
+}
+LPIPS = "lpips"
+
+
+def parse_dt(value: float | int | str | None) -> float | None:
+    """Euler step from config: a number, a fraction such as '1/3' (exact on the command line), or None."""
+    if value is None:
+        return None
+    try:
+        return float(Fraction(str(value)))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"dt={value!r}: expected a number or a fraction such as 1/3") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available; use device=cpu")
+    return device
+
+
+def merge_dataset_config(trained: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's dataset section with every non-null override merged on top (null keeps its value)."""
+    if not trained:
+        raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return OmegaConf.to_container(OmegaConf.merge(trained, given), resolve=True)
+
+
+def build_metrics(names: list[str], device: torch.device, lpips_trunk: str | None) -> list[FrameMetric]:
+    """The requested per-frame metrics; LPIPS loads its network now so a missing weight file fails early."""
+    unknown = sorted(set(names) - set(FRAME_METRICS) - {LPIPS})
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"metrics={names}: expected distinct names among {[*FRAME_METRICS, LPIPS]}")
+    metrics = [FRAME_METRICS[name] for name in names if name != LPIPS]
+    if LPIPS in names:
+        from video_pred.metrics.lpips import load_lpips
+
+        try:
+            lpips_model = load_lpips(device, trunk_path=lpips_trunk)
+        except (FileNotFoundError, RuntimeError) as error:
+            raise RuntimeError(f"{error} (or evaluate without LPIPS: metrics=[psnr,ssim])") from None
+        metrics.append(per_image_metric(LPIPS, lpips_model, higher_is_better=False))
+    return metrics
+
+
+def build_video_features(device: torch.device) -> Callable[[Tensor], Tensor]:
+    """I3D features for FVD, (b t c h w) in [0, 1] -> (b 400), with the network loaded on `device` now."""
+    i3d = load_i3d(device)
+    return lambda videos: i3d_features(i3d, videos)
+
+
+def test_loader(dataset_cfg: dict[str, Any], cfg: DictConfig, device: torch.device) -> DataLoader:
+    """Batches of the fixed test clips, in order, truncated to `max_clips`."""
+    dataset = data.build_dataset(OmegaConf.create(dataset_cfg), cfg.split)
+    if cfg.max_clips is not None:
+        if cfg.max_clips < 1:
+            raise ValueError(f"max_clips={cfg.max_clips}: must be positive or null")
+        dataset = Subset(dataset, range(min(cfg.max_clips, len(dataset))))
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size={cfg.batch_size}: must be positive")
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda")
+
+
+def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run the protocol described by `cfg` and write its results under `out_dir`; returns the JSON report."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ValueError("ckpt_path is required: srvp-eval ckpt_path=/path/to/checkpoint.pt")
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    dt = parse_dt(cfg.dt)
+    metrics = build_metrics(list(cfg.metrics), device, cfg.lpips_trunk)
+    video_features = build_video_features(device) if cfg.fvd else None
+    model, payload = load_model(cfg.ckpt_path, device)
+    dataset_cfg = merge_dataset_config(payload["config"].get("dataset", {}),
+                                       OmegaConf.to_container(cfg.dataset, resolve=True))
+    loader = test_loader(dataset_cfg, cfg, device)
+    torch.manual_seed(cfg.seed)
+    result = run_best_of_n(
+        model, loader, cond_frames=dataset_cfg["cond_frames"], pred_frames=dataset_cfg["pred_frames"],
+        num_samples=cfg.num_samples, metrics=metrics, dt=dt, sample_chunk=cfg.sample_chunk, autocast=cfg.amp,
+        video_features=video_features, fvd_draws=cfg.fvd_draws,
+        num_clips=len(loader.dataset),
+    )
+    report = {
+        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "checkpoint_step": payload.get("step"),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "dataset": dataset_cfg,
+        "num_samples": cfg.num_samples,
+        "num_clips": result.num_clips,
+        "dt": dt if dt is not None else model.config.dt,
+        "device": str(device),
+        "metrics": {name: {"mean": s.mean, "ci95": s.ci95} for name, s in result.metrics.items()},
+        "curves": {name: {"mean": s.curve, "ci95": s.curve_ci95} for name, s in result.metrics.items()},
+        "fvd": None if result.fvd is None else {"mean": result.fvd[0], "ci95": result.fvd[1],
+                                                 "draws": cfg.fvd_draws},
+        "seconds": time.perf_counter() - started,
+    }
+    write_results(out_dir, report, result, dataset_cfg["cond_frames"])
+    return report
+
+
+def write_results(out_dir: Path, report: dict[str, Any], result: ProtocolResult, cond_frames: int) -> None:
+    """Atomically write eval.json, and the per-step curves as curves.csv and curves.png when metrics ran."""
+    atomic_write(out_dir / "eval.json", lambda file: file.write(json.dumps(report, indent=2).encode()))
+    if not result.metrics:
+        return
+    steps = len(next(iter(result.metrics.values())).curve)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    columns = [f"{name}_{part}" for name in result.metrics for part in ("mean", "ci95")]
+    writer.writerow(["step", "frame", *columns])
+    for step in range(steps):
+        values = [value for s in result.metrics.values() for value in (s.curve[step], s.curve_ci95[step])]
+        writer.writerow([step + 1, cond_frames + step + 1, *values])
+    atomic_write(out_dir / "curves.csv", lambda file: file.write(text.getvalue().encode()))
+    figure = plot_curves(result, cond_frames)
+    atomic_write(out_dir / "curves.png", lambda file: figure.savefig(file, format="png"))
+
+
+def plot_curves(result: ProtocolResult, cond_frames: int) -> Figure:
+    """One panel per metric: the best sample's mean value against the frame index, with its 95% band."""
+    figure = Figure(figsize=(4 * len(result.metrics), 3.2), layout="constrained")
+    for axes, (name, summary) in zip(figure.subplots(1, len(result.metrics), squeeze=False)[0],
+                                     result.metrics.items(), strict=True):
+        frame_index = range(cond_frames + 1, cond_frames + 1 + len(summary.curve))
+        low = [m - w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
+        high = [m + w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
+        axes.plot(frame_index, summary.curve)
+        axes.fill_between(frame_index, low, high, alpha=0.3)
+        title = f"{name.upper()} {summary.mean:.4g} ± {summary.ci95:.2g}"
+        axes.set(xlabel="frame", ylabel=name.upper(), title=title)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    return figure
+
+
+def results_table(report: dict[str, Any]) -> str:
+    """Plain-text table of the headline numbers."""
+    rows = [(name, values["mean"], values["ci95"]) for name, values in report["metrics"].items()]
+    if report["fvd"] is not None:
+        rows.append(("fvd", report["fvd"]["mean"], report["fvd"]["ci95"]))
+    lines = [f"{'metric':<8}{'mean':>12}{'±95%':>12}"]
+    lines += [f"{name:<8}{mean:>12.5g}{ci95:>12.3g}" for name, mean, ci95 in rows]
+    return "\n".join(lines)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """`out_dir` when given (single runs only), else the hydra run or sweep-job directory."""
+    hydra_cfg = HydraConfig.get()
+    if cfg.out_dir is None:
+        return Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        raise ValueError("out_dir cannot be shared by multirun jobs: choose hydra.sweep.dir=... instead")
+    return Path(cfg.out_dir)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """Console entry point `srvp-eval`; user errors end in one line on stderr and exit status 1."""
+    try:
+        out_dir = output_dir(cfg)
+        report = evaluate(cfg, out_dir)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        sys.exit(f"srvp-eval: error: {error}")
+    print(f"{report['num_clips']} clips x {report['num_samples']} samples, dt={report['dt']:.4g}, "
+          f"{report['seconds']:.1f} s")
+    print(results_table(report))
+    print(f"results: {out_dir / 'eval.json'}" + (f", {out_dir / 'curves.csv'}, {out_dir / 'curves.png'}"
+                                                 if report["metrics"] else ""))
+
+
+if __name__ == "__main__":
+    main()
