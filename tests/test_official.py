@@ -20,6 +20,7 @@ from worldmodel.model import SRVP
 from worldmodel.official import (
     config_from_official_args,
     convert_official_state_dict,
+    dataset_section,
     load_official,
     main,
     official_name_to_ours,
@@ -141,6 +142,15 @@ def official_decode(
             hidden = torch.cat([hidden, skips[index]], 1)
         hidden = layer(hidden)
     return torch.sigmoid(hidden)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> None:
+    """One torch thread: these tiny convolutions only lose time to thread contention on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=list(CASES))
@@ -284,6 +294,14 @@ def test_cli_writes_an_evaluable_checkpoint(tmp_path, capsys) -> None:
     assert torch.equal(model.state_dict()["decoder.blocks.3.weight"], state["decoder.conv.3.weight"])
     direct = load_official(tmp_path / "model.pt", tmp_path / "config.json")
     assert torch.equal(direct.state_dict()["prior.6.weight"], state["p_z.module.3.1.weight"])
+
+
+def test_dataset_section_names_our_benchmark() -> None:
+    moving_mnist = {"dataset": "smmnist", "deterministic": True, "ndigits": 2, "nt_cond": 5,
+                    "seq_len_test": 100}
+    assert dataset_section(moving_mnist) == {"name": "mmnist_deterministic", "num_digits": 2,
+                                             "deterministic": True, "cond_frames": 5, "pred_frames": 95}
+    assert dataset_section({"dataset": "human", "nt_cond": 8}) == {"name": "human36m", "cond_frames": 8}
 
 
 def test_cli_reports_bad_files_in_one_line(tmp_path, capsys) -> None:

@@ -221,6 +221,7 @@ def dataset_section(args: Mapping[str, Any]) -> dict[str, Any]:
     if args.get("dataset") in OFFICIAL_DATASETS:
         section["name"] = OFFICIAL_DATASETS[args["dataset"]]
     if args.get("dataset") == "smmnist":
+        section["num_digits"] = int(args.get("ndigits", 2))
         section["deterministic"] = bool(args.get("deterministic", False))
         if section["deterministic"]:
             section["name"] = "mmnist_deterministic"
