@@ -132,6 +132,11 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """The dm_control `Physics` of the task, for inspection and debugging."""
         return self._dmc.physics
 
+    @property
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The task's own (low, high) action bounds that -1 and 1 are mapped onto."""
+        return self._action_low.copy(), self._action_high.copy()
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:

@@ -117,7 +117,10 @@ def test_env_applies_scaled_action_to_asymmetric_bounds() -> None:
     env = envs.make_env("quadruped-walk", size=16)
     assert env.unwrapped.camera_id == 2
     env.reset(seed=0)
-    spec_low, spec_high = env.unwrapped._dmc.action_spec().minimum, env.unwrapped._dmc.action_spec().maximum
+    spec = raw_dm_control_env("quadruped", "walk", 0).action_spec()
+    spec_low, spec_high = spec.minimum, spec.maximum
+    for ours, theirs in zip(env.unwrapped.action_bounds, (spec_low, spec_high), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
     assert not np.allclose(spec_low, -spec_high)
     for unit_action, bound in ((1.0, spec_high), (-1.0, spec_low)):
         env.step(np.full(env.action_space.shape, unit_action, np.float32))
