@@ -1,0 +1,130 @@
+"""End-to-end `srvp-train` runs in subprocesses: smoke run, exact resume after a kill, clean stop, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.mnist_files import write_fake_mnist
+from worldmodel import load_checkpoint, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), count=40)
+
+
+def train_command(run_dir: Path, mnist_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable, "-m", "video_pred.train", "debug=tiny", f"hydra.run.dir={run_dir}",
+        f"dataset.mnist_dir={mnist_dir}", "dataset.verify_md5=false", f"dataset.cache_dir={run_dir.parent / 'cache'}",
+        "trainer.log_every=1", "device=cpu", *overrides,
+    ]
+
+
+def run_train(run_dir: Path, mnist_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        train_command(run_dir, mnist_dir, *overrides), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {entry["step"]: entry["train/loss"] for entry in map(json.loads, lines) if "train/loss" in entry}
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_checkpoint_logs_and_videos(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    result = run_train(run_dir, mnist_dir)
+    assert "checkpoint:" in result.stdout and "predictions:" in result.stdout
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert payload["step"] == 8 and payload["config"]["dataset"]["name"] == "smmnist"
+    model, _ = load_model(run_dir / "checkpoints" / "last.pt")
+    assert model.config.filters == 8
+    assert sorted(losses(run_dir)) == list(range(1, 9))
+    assert any((run_dir / "tb").iterdir())
+    assert (run_dir / "predictions.gif").stat().st_size > 0 and (run_dir / "predictions.mp4").stat().st_size > 0
+    assert (run_dir / "config.yaml").read_text().count("smmnist") >= 1
+
+
+@pytest.mark.slow
+def test_resume_after_kill_gives_the_same_losses(tmp_path, mnist_dir):
+    straight = tmp_path / "straight"
+    run_train(straight, mnist_dir, "trainer.ckpt_every=3")
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        train_command(killed, mnist_dir, "trainer.ckpt_every=3"), cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    checkpoint = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the run was killed before its first checkpoint"
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert killed_at < 8, "the run finished before it could be killed"
+    result = run_train(killed, mnist_dir, "trainer.ckpt_every=3")
+    assert f"resumed from {checkpoint} at step {killed_at}" in result.stdout
+    assert losses(killed) == losses(straight)
+    resumed_model, _ = load_model(checkpoint)
+    straight_model, _ = load_model(straight / "checkpoints" / "last.pt")
+    for name, tensor in straight_model.state_dict().items():
+        torch.testing.assert_close(resumed_model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        train_command(run_dir, mnist_dir, "trainer.ckpt_every=100"), cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while (not metrics.exists() or not metrics.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=240)
+    assert process.returncode == 0
+    stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    assert 1 <= stopped_at <= 8
+    run_train(run_dir, mnist_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 8
+    assert sorted(losses(run_dir)) == list(range(1, 9))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.mnist_dir=/no/such/folder"], "/no/such/folder"),
+        (["trainer.batch_size=0"], "trainer.batch_size"),
+        (["model.dt=0.3"], "dt=0.3"),
+        (["device=cuda:3"] if not torch.cuda.is_available() else ["model.arch=resnet"], "cuda:3|model.arch"),
+    ],
+)
+def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, overrides, message):
+    result = run_train(tmp_path / "run", mnist_dir, *overrides, check=False)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("srvp-train: error:")
+    assert any(part in last_line for part in message.split("|")), last_line
+    assert "Traceback" not in result.stderr
