@@ -1,12 +1,9 @@
-"""Shared test settings: one torch thread per xdist worker so parallel workers do not oversubscribe."""
-
-import os
+"""Shared test settings: one torch thread per test process (the suite runs one xdist worker per core)."""
 
 import pytest
 import torch
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -61,15 +61,6 @@ def squares(batch: int, length: int, seed: int) -> torch.Tensor:
     return clips
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> None:
-    """One torch thread: these tiny convolutions only lose time to thread contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> SRVP:
     return tiny_model()

@@ -144,15 +144,6 @@ def official_decode(
     return torch.sigmoid(hidden)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> None:
-    """One torch thread: these tiny convolutions only lose time to thread contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(params=list(CASES))
 def converted(request: pytest.FixtureRequest) -> tuple[dict, nn.Module, dict, SRVP]:
     """(official args, official-layout module in eval mode, its state_dict, our converted model)."""
