@@ -168,7 +168,7 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
                 break
         self._episode_over = time_step.last()
         # dm_control ends an episode at its time limit with discount 1 and a task termination with 0.
-        terminated = self._episode_over and time_step.discount == 0.0
+        terminated = bool(self._episode_over and time_step.discount == 0.0)
         truncated = self._episode_over and not terminated
         return self._observe(), float(reward), terminated, truncated, self._info(time_step.observation)
 
