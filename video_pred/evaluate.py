@@ -98,7 +98,7 @@ def build_video_features(device: torch.device) -> Callable[[Tensor], Tensor]:
     return lambda videos: i3d_features(i3d, videos)
 
 
-def test_loader(dataset_cfg: dict[str, Any], cfg: DictConfig, device: torch.device) -> DataLoader:
+def build_test_loader(dataset_cfg: dict[str, Any], cfg: DictConfig, device: torch.device) -> DataLoader:
     """Batches of the fixed test clips, in order, truncated to `max_clips`."""
     dataset = data.build_dataset(OmegaConf.create(dataset_cfg), cfg.split)
     if cfg.max_clips is not None:
@@ -123,7 +123,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = merge_dataset_config(payload["config"].get("dataset", {}),
                                        OmegaConf.to_container(cfg.dataset, resolve=True))
-    loader = test_loader(dataset_cfg, cfg, device)
+    loader = build_test_loader(dataset_cfg, cfg, device)
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(
         model, loader, cond_frames=dataset_cfg["cond_frames"], pred_frames=dataset_cfg["pred_frames"],
