@@ -80,6 +80,8 @@ def test_merge_dataset_config_keeps_checkpoint_values_under_null():
     trained = {"name": "kth", "root": "/old", "cond_frames": 10, "pred_frames": 30}
     merged = evaluate.merge_dataset_config(trained, {"root": "/data/kth", "pred_frames": 40, "name": None})
     assert merged == {"name": "kth", "root": "/data/kth", "cond_frames": 10, "pred_frames": 40}
+    with pytest.raises(ValueError, match=r"lacks \['pred_frames'\]"):
+        evaluate.merge_dataset_config({"name": "kth", "cond_frames": 10}, {"root": "/data"})
     with pytest.raises(ValueError, match="no dataset section"):
         evaluate.merge_dataset_config({}, {"root": "/data"})
 

@@ -72,7 +72,11 @@ def merge_dataset_config(trained: dict[str, Any], overrides: dict[str, Any]) -> 
     if not trained:
         raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
     given = {key: value for key, value in overrides.items() if value is not None}
-    return OmegaConf.to_container(OmegaConf.merge(trained, given), resolve=True)
+    merged = OmegaConf.to_container(OmegaConf.merge(trained, given), resolve=True)
+    missing = [key for key in ("name", "cond_frames", "pred_frames") if merged.get(key) is None]
+    if missing:
+        raise ValueError(f"dataset section lacks {missing}: give them as dataset.<key>=... overrides")
+    return merged
 
 
 def build_metrics(names: list[str], device: torch.device, lpips_trunk: str | None) -> list[FrameMetric]:
