@@ -1,0 +1,374 @@
+"""PlaNet-style training of the action-conditioned SRVP from pixels, as importable functions.
+
+`train(cfg)` runs: `seed_episodes` episodes of uniform random actions, then `episodes` times
+{`collect_interval` ELBO + reward updates on (batch_size, seq_len) windows of the replay buffer; one
+episode acting by latent planning (MPC) with Gaussian exploration noise; every `eval_every` episodes,
+noiseless evaluation episodes and videos}. After every episode the buffer is saved (incrementally) and a
+checkpoint written (atomically), so `train` on the same run directory continues exactly where it stopped.
+
+Randomness, for exact resumption: each episode's environment seed, random actions and planner/noise
+generator derive from (seed, stream, episode index); buffer sampling uses its own torch.Generator and the
+model's sampling the global RNGs, both saved in the checkpoint. Environment steps count simulator steps
+(agent steps x action repeat), the unit of PlaNet's and Dreamer's budgets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import envs
+from agents.buffer import EpisodeBuffer
+from agents.mpc import MPCController
+from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
+from video_pred.logger import RunLogger
+from video_pred.media import side_by_side
+from worldmodel import SRVP, load_checkpoint, save_checkpoint
+from worldmodel.checkpoint import restore_rng_state
+from worldmodel.fileio import atomic_write
+from worldmodel.runtime import autocast, resolve_device, seed_everything
+
+TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
+CHECKPOINT_NAME = "checkpoints/last.pt"
+BUFFER_DIR = "buffer"
+
+
+def stream_seed(seed: int, stream: int, index: int) -> int:
+    """A 31-bit seed for item `index` of random stream `stream` (train episodes, eval episodes, ...)."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0] >> 1)
+
+
+class Episode(NamedTuple):
+    """One episode: frames uint8 (T+1, H, W, 3), actions float32 (T, A), rewards float32 (T,), sim steps."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    sim_steps: int
+
+    @property
+    def total_reward(self) -> float:
+        return float(self.rewards.sum())
+
+
+class Policy(Protocol):
+    """Chooses actions in [-1, 1] from the frames of the running episode."""
+
+    def reset(self, frame: np.ndarray) -> None: ...
+
+    def act(self) -> np.ndarray: ...
+
+    def observe(self, action: np.ndarray, frame: np.ndarray) -> None: ...
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1] (seed episodes and the untrained baseline)."""
+
+    def __init__(self, action_dim: int, rng: np.random.Generator) -> None:
+        self.action_dim, self.rng = action_dim, rng
+
+    def reset(self, frame: np.ndarray) -> None:
+        pass
+
+    def act(self) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+
+    def observe(self, action: np.ndarray, frame: np.ndarray) -> None:
+        pass
+
+
+def to_chw(frame: np.ndarray) -> torch.Tensor:
+    """Environment frame uint8 (h w c) -> the project's frame layout (c h w)."""
+    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))
+
+
+class PlanningPolicy:
+    """Latent MPC: filter y_t from the episode's frames, plan with the world model, act (plus noise)."""
+
+    def __init__(self, controller: MPCController, episode_filter: EpisodeFilter, explore: bool,
+                 generator: torch.Generator) -> None:
+        self.controller, self.filter, self.explore, self.generator = controller, episode_filter, explore, generator
+
+    def reset(self, frame: np.ndarray) -> None:
+        self.controller.reset()
+        self.filter.reset(to_chw(frame))
+
+    def act(self) -> np.ndarray:
+        action = self.controller.act(self.filter.state(), explore=self.explore, generator=self.generator)
+        return action[0].float().cpu().numpy()
+
+    def observe(self, action: np.ndarray, frame: np.ndarray) -> None:
+        self.filter.step(torch.from_numpy(action), to_chw(frame))
+
+
+def run_episode(env: gymnasium.Env, policy: Policy, seed: int) -> Episode:
+    """Play one episode of `env` reset with `seed`, acting with `policy`."""
+    frame, info = env.reset(seed=seed)
+    policy.reset(frame)
+    frames, actions, rewards, done = [frame], [], [], False
+    while not done:
+        action = policy.act()
+        frame, reward, terminated, truncated, info = env.step(action)
+        policy.observe(action, frame)
+        frames.append(frame)
+        actions.append(action)
+        rewards.append(reward)
+        done = terminated or truncated
+    return Episode(np.stack(frames), np.stack(actions).astype(np.float32), np.asarray(rewards, np.float32),
+                   int(info["sim_steps"]))
+
+
+def update_world_model(model: SRVP, optimizer: torch.optim.Optimizer, buffer: EpisodeBuffer, updates: int,
+                       batch_size: int, seq_len: int, generator: torch.Generator, device: torch.device,
+                       precision: str, grad_clip: float | None) -> dict[str, float]:
+    """`updates` Adam steps on the ELBO + reward loss of buffer windows; returns the parts' means."""
+    model.train()
+    totals: dict[str, float] = {}
+    for _ in range(updates):
+        batch = buffer.sample(batch_size, seq_len, generator=generator)
+        frames = batch["obs"].to(device, non_blocking=True)
+        actions = batch["actions"].to(device)
+        targets = {"reward": reward_targets(batch["rewards"]).to(device)}
+        with autocast(device, precision):
+            output = model.elbo(frames, actions, head_targets=targets)
+        if not torch.isfinite(output.loss):
+            raise RuntimeError(f"world-model loss is not finite ({output.loss.item()}): parts "
+                               f"{ {name: value.item() for name, value in output.parts.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        if grad_clip:
+            totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+        optimizer.step()
+        for name, value in output.parts.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return {name: total / updates for name, total in totals.items()}
+
+
+@torch.no_grad()
+def open_loop_video(model: SRVP, buffer: EpisodeBuffer, context: int, length: int, device: torch.device,
+                    precision: str, generator: torch.Generator) -> np.ndarray:
+    """Truth beside prediction (t h w 3) for one buffer window: `context` observed frames, then imagined
+    frames from the real actions with prior-mean z; content w from the window's observed frames."""
+    model.eval()
+    window = buffer.sample(1, length, generator=generator)
+    frames, actions = window["obs"].to(device), window["actions"].to(device)
+    with autocast(device, precision):
+        prediction = model.predict(frames[:, :context], length - context, actions=actions, prior_mean=True)
+    return side_by_side([frames[0], prediction[0, 0].float()], cond_frames=context)
+
+
+@dataclass
+class Progress:
+    """Counters of a run, saved in its checkpoints."""
+
+    train_episodes: int = 0
+    """Episodes added to the buffer (seed episodes included)."""
+    env_steps: int = 0
+    """Simulator steps of those episodes (agent steps x action repeat)."""
+    updates: int = 0
+    """Gradient updates of the world model."""
+
+
+def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
+    """The configured pixel environment, optionally with shorter episodes (smoke tests)."""
+    kwargs: dict[str, Any] = {"action_repeat": env_cfg.action_repeat, "camera_id": env_cfg.camera_id,
+                              "size": env_cfg.size}
+    if max_episode_steps:
+        kwargs["max_episode_steps"] = int(max_episode_steps)
+    return envs.make_env(env_cfg.name, **kwargs)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """One-line errors for loop settings that cannot work."""
+    loop = cfg.loop
+    for name in ("seed_episodes", "collect_interval", "batch_size", "eval_every", "context_frames"):
+        if int(loop[name]) < 1:
+            raise ValueError(f"loop.{name}={loop[name]}: must be a positive integer")
+    if int(loop.episodes) < 0 or int(loop.eval_episodes) < 0:
+        raise ValueError("loop.episodes and loop.eval_episodes must be >= 0")
+    if int(loop.seq_len) < max(2, int(cfg.world_model.y1_frames), int(cfg.world_model.content_frames)):
+        raise ValueError(f"loop.seq_len={loop.seq_len}: must be >= 2 and cover world_model.y1_frames and "
+                         "world_model.content_frames")
+    if not float(loop.exploration_noise) >= 0:
+        raise ValueError(f"loop.exploration_noise={loop.exploration_noise}: must be >= 0")
+
+
+class ControlRun:
+    """Everything one training run holds: env, model, optimiser, buffer, planner, logger and counters."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        check_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.device = resolve_device(cfg.device)
+        seed_everything(int(cfg.seed))
+        self.env = make_env(cfg.env, cfg.loop.max_episode_steps)
+        self.action_dim = int(self.env.action_space.shape[0])
+        model_cfg = OmegaConf.to_container(cfg.world_model, resolve=True)
+        self.model = build_world_model(model_cfg, self.action_dim).to(self.device)
+        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        obs_shape = (self.model.config.channels, int(cfg.env.size), int(cfg.env.size))
+        self.buffer = EpisodeBuffer(obs_shape, self.action_dim, cfg.loop.buffer_capacity)
+        self.sample_generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), SAMPLE_STREAM, 0))
+        self.progress = Progress()
+        resume_step = self._resume() if cfg.resume else None
+        self.logger = RunLogger(self.run_dir, enabled=cfg.logger.enabled, resume_step=resume_step)
+        atomic_write(self.run_dir / "config.yaml", lambda file: file.write(OmegaConf.to_yaml(cfg).encode()))
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def _resume(self) -> int | None:
+        """Load the run directory's last checkpoint and buffer, if any; returns the env step resumed at."""
+        if not self.checkpoint_path.exists():
+            return None
+        payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        extra = payload["extra"]
+        self.progress = Progress(**{name: int(value) for name, value in extra["progress"].items()})
+        self.buffer = EpisodeBuffer.load(self.run_dir / BUFFER_DIR)
+        if self.buffer.num_episodes != int(extra["buffer_episodes"]):
+            raise RuntimeError(f"{self.run_dir / BUFFER_DIR} holds {self.buffer.num_episodes} episodes but "
+                               f"{self.checkpoint_path} expects {int(extra['buffer_episodes'])}")
+        self.sample_generator.set_state(extra["sample_generator"])
+        restore_rng_state(payload["rng"])
+        return self.progress.env_steps
+
+    def save(self) -> None:
+        """Buffer (new episodes only), then the checkpoint that refers to it."""
+        self.buffer.save(self.run_dir / BUFFER_DIR)
+        extra = {"progress": asdict(self.progress), "buffer_episodes": self.buffer.num_episodes,
+                 "sample_generator": self.sample_generator.get_state()}
+        save_checkpoint(self.checkpoint_path, self.model, self.progress.updates,
+                        config=OmegaConf.to_container(self.cfg, resolve=True), optimizer=self.optimizer,
+                        extra=extra)
+
+    # ------------------------------------------------------------------ acting
+    def planning_policy(self, stream: int, index: int, explore: bool) -> PlanningPolicy:
+        """MPC policy with its own generator for episode `index` of `stream`."""
+        cfg = self.cfg
+        generator = torch.Generator(self.device).manual_seed(stream_seed(int(cfg.seed), stream, index))
+        objective = LatentObjective(self.model, dt=float(cfg.planning.dt), prior_mean=bool(cfg.planning.prior_mean),
+                                    device=self.device, precision=cfg.precision, compile=bool(cfg.planning.compile),
+                                    generator=generator)
+        planner = instantiate(cfg.agent, action_dim=self.action_dim)
+        controller = MPCController(planner, objective, exploration_noise=float(cfg.loop.exploration_noise),
+                                   device=self.device)
+        episode_filter = EpisodeFilter(self.model, int(cfg.loop.context_frames), self.device, cfg.precision)
+        return PlanningPolicy(controller, episode_filter, explore, generator)
+
+    def add_episode(self, episode: Episode) -> None:
+        self.buffer.add_episode(episode.frames, episode.actions, episode.rewards)
+        self.progress.train_episodes += 1
+        self.progress.env_steps += episode.sim_steps
+
+    def evaluate(self) -> list[Episode]:
+        """Noiseless planning episodes from fixed seeds (the same at every evaluation)."""
+        self.model.eval()
+        return [
+            run_episode(self.env, self.planning_policy(EVAL_STREAM, index, explore=False),
+                        stream_seed(int(self.cfg.seed), EVAL_STREAM, index))
+            for index in range(int(self.cfg.loop.eval_episodes))
+        ]
+
+    # ------------------------------------------------------------------ the loop
+    def log_episode(self, prefix: str, episodes: list[Episode], seconds: float) -> None:
+        returns = [episode.total_reward for episode in episodes]
+        steps = sum(episode.sim_steps for episode in episodes)
+        self.logger.scalars(self.progress.env_steps, prefix, {
+            "return": float(np.mean(returns)), "episode_sim_steps": float(np.mean([e.sim_steps for e in episodes])),
+            "env_steps": float(self.progress.env_steps), "episodes": float(self.progress.train_episodes),
+            "env_steps_per_s": steps / max(seconds, 1e-9),
+        })
+
+    def run(self) -> dict[str, float]:
+        """Train until `loop.episodes` planning episodes were collected; returns the last returns."""
+        loop, seed = self.cfg.loop, int(self.cfg.seed)
+        summary: dict[str, float] = {}
+        while self.progress.train_episodes < int(loop.seed_episodes):
+            index = self.progress.train_episodes
+            start = time.perf_counter()
+            policy = RandomPolicy(self.action_dim, np.random.default_rng([seed, TRAIN_STREAM, index]))
+            episode = run_episode(self.env, policy, stream_seed(seed, TRAIN_STREAM, index))
+            self.add_episode(episode)
+            self.log_episode("train", [episode], time.perf_counter() - start)
+            summary["seed_return"] = episode.total_reward
+            self.save()
+        total = int(loop.seed_episodes) + int(loop.episodes)
+        bar = tqdm(total=total, initial=self.progress.train_episodes, desc="episodes", dynamic_ncols=True)
+        while self.progress.train_episodes < total:
+            summary.update(self.iteration())
+            bar.update(1)
+            bar.set_postfix(loss=f"{summary['loss']:.1f}", ret=f"{summary['train_return']:.1f}",
+                            steps=self.progress.env_steps)
+        bar.close()
+        return summary
+
+    def iteration(self) -> dict[str, float]:
+        """C updates, one exploring planning episode, maybe an evaluation, then a checkpoint."""
+        cfg, loop = self.cfg, self.cfg.loop
+        start = time.perf_counter()
+        losses = update_world_model(self.model, self.optimizer, self.buffer, int(loop.collect_interval),
+                                    int(loop.batch_size), int(loop.seq_len), self.sample_generator, self.device,
+                                    cfg.precision, cfg.grad_clip)
+        self.progress.updates += int(loop.collect_interval)
+        update_seconds = time.perf_counter() - start
+        self.model.eval()
+        index = self.progress.train_episodes
+        start = time.perf_counter()
+        episode = run_episode(self.env, self.planning_policy(TRAIN_STREAM, index, explore=True),
+                              stream_seed(int(cfg.seed), TRAIN_STREAM, index))
+        self.add_episode(episode)
+        step = self.progress.env_steps
+        self.logger.scalars(step, "losses", losses)
+        self.logger.scalars(step, "time", {"updates_per_s": int(loop.collect_interval) / update_seconds})
+        self.log_episode("train", [episode], time.perf_counter() - start)
+        summary = {"train_return": episode.total_reward, **losses}
+        if (index - int(loop.seed_episodes) + 1) % int(loop.eval_every) == 0:
+            summary.update(self.evaluate_and_log())
+        self.save()
+        return summary
+
+    def evaluate_and_log(self) -> dict[str, float]:
+        """Evaluation returns, the first evaluation episode's video and an open-loop prediction video."""
+        loop, step = self.cfg.loop, self.progress.env_steps
+        summary: dict[str, float] = {}
+        if int(loop.eval_episodes):
+            start = time.perf_counter()
+            episodes = self.evaluate()
+            self.log_episode("eval", episodes, time.perf_counter() - start)
+            self.logger.video(step, "eval/episode", episodes[0].frames)
+            summary["eval_return"] = float(np.mean([episode.total_reward for episode in episodes]))
+        length = min(int(loop.video_frames), int(loop.seq_len))
+        if length > int(loop.context_frames):
+            generator = torch.Generator().manual_seed(stream_seed(int(self.cfg.seed), VIDEO_STREAM, step % 2**31))
+            video = open_loop_video(self.model, self.buffer, int(loop.context_frames), length, self.device,
+                                    self.cfg.precision, generator)
+            self.logger.video(step, "open_loop/truth_vs_prediction", video)
+        return summary
+
+    def close(self) -> None:
+        self.logger.close()
+        self.env.close()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run (or resume) the control training described by `cfg`; returns the last returns and losses."""
+    run = ControlRun(cfg)
+    try:
+        return run.run()
+    finally:
+        run.close()
