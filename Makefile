@@ -37,8 +37,9 @@ os-libs:
 train: install
 	$(PY) -m video_pred.train experiment=cpu_smmnist $(MNIST_ARG) $(TRAIN_ARGS)
 
+# One BLAS/OpenMP thread per test process: the suite runs one xdist worker per core.
 test: install os-libs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check worldmodel video_pred envs agents bench tests

@@ -14,9 +14,11 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from video_pred import evaluate
+from video_pred.data import dataset_section
 from video_pred.data.prepared import RawVideo, prepare_videos
 from video_pred.metrics.lpips import alexnet_features
 from worldmodel import SRVP, SRVPConfig, save_checkpoint
+from worldmodel.runtime import resolve_device
 
 COND_FRAMES, PRED_FRAMES, TEST_CLIPS = 3, 4, 5
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,20 +72,23 @@ def test_parse_dt_accepts_fractions():
 
 
 def test_resolve_device():
-    assert evaluate.resolve_device("cpu") == torch.device("cpu")
-    assert evaluate.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device='gpu0'"):
-        evaluate.resolve_device("gpu0")
+        resolve_device("gpu0")
 
 
-def test_merge_dataset_config_keeps_checkpoint_values_under_null():
+def test_dataset_section_layers_defaults_checkpoint_and_overrides():
     trained = {"name": "kth", "root": "/old", "cond_frames": 10, "pred_frames": 30}
-    merged = evaluate.merge_dataset_config(trained, {"root": "/data/kth", "pred_frames": 40, "name": None})
-    assert merged == {"name": "kth", "root": "/data/kth", "cond_frames": 10, "pred_frames": 40}
-    with pytest.raises(ValueError, match=r"lacks \['pred_frames'\]"):
-        evaluate.merge_dataset_config({"name": "kth", "cond_frames": 10}, {"root": "/data"})
+    merged = dataset_section(trained, {"root": "/data/kth", "pred_frames": 40, "name": None})
+    assert (merged.name, merged.root, merged.cond_frames, merged.pred_frames) == ("kth", "/data/kth", 10, 40)
+    assert merged.train_length == 20  # from configs/dataset/kth.yaml: converted checkpoints carry few keys
+    deterministic = dataset_section({"name": "mmnist_deterministic"}, {"test_size": 8})
+    assert deterministic.deterministic and deterministic.pred_frames == 95 and deterministic.num_digits == 2
     with pytest.raises(ValueError, match="no dataset section"):
-        evaluate.merge_dataset_config({}, {"root": "/data"})
+        dataset_section({}, {"root": "/data"})
+    with pytest.raises(ValueError, match="dataset.name='ucf'"):
+        dataset_section({"name": "ucf"}, {})
 
 
 def test_build_metrics(eval_inputs):

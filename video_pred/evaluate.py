@@ -36,6 +36,7 @@ from video_pred.metrics.i3d import i3d_features, load_i3d
 from video_pred.protocol import FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
 from worldmodel import load_model
 from worldmodel.fileio import atomic_write
+from worldmodel.runtime import resolve_device
 
 FRAME_METRICS = {
     "psnr": FrameMetric("psnr", frames.psnr, higher_is_better=True),
@@ -52,31 +53,6 @@ def parse_dt(value: float | int | str | None) -> float | None:
         return float(Fraction(str(value)))
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"dt={value!r}: expected a number or a fraction such as 1/3") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available; use device=cpu")
-    return device
-
-
-def merge_dataset_config(trained: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's dataset section with every non-null override merged on top (null keeps its value)."""
-    if not trained:
-        raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
-    given = {key: value for key, value in overrides.items() if value is not None}
-    merged = OmegaConf.to_container(OmegaConf.merge(trained, given), resolve=True)
-    missing = [key for key in ("name", "cond_frames", "pred_frames") if merged.get(key) is None]
-    if missing:
-        raise ValueError(f"dataset section lacks {missing}: give them as dataset.<key>=... overrides")
-    return merged
 
 
 def build_metrics(names: list[str], device: torch.device, lpips_trunk: str | None) -> list[FrameMetric]:
@@ -125,8 +101,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     metrics = build_metrics(list(cfg.metrics), device, cfg.lpips_trunk)
     video_features = build_video_features(device) if cfg.fvd else None
     model, payload = load_model(cfg.ckpt_path, device)
-    dataset_cfg = merge_dataset_config(payload["config"].get("dataset", {}),
-                                       OmegaConf.to_container(cfg.dataset, resolve=True))
+    dataset_cfg = data.dataset_section(payload["config"].get("dataset", {}), cfg.dataset)
     loader = build_test_loader(dataset_cfg, cfg, device)
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 import numpy as np
@@ -36,7 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from video_pred.data import build_dataset
+from video_pred.data import build_dataset, dataset_section
 from video_pred.media import side_by_side, time_grid, write_image, write_video
 from worldmodel.checkpoint import load_model
 from worldmodel.model import SRVP, to_unit_float
@@ -190,14 +189,6 @@ def render(model: SRVP, clips: torch.Tensor, clip_ids: list[int], cond: int, hor
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def merged_dataset_config(trained: dict[str, Any], overrides: dict[str, Any]) -> DictConfig:
-    """The checkpoint's dataset section with the non-null `dataset.*` overrides of the command line on top."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    if not trained and not given:
-        raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
-    return OmegaConf.merge(trained, given)
-
-
 def make_figures(cfg: DictConfig) -> list[Path]:
     """Load the checkpoint and its test clips, generate `cfg.figure`, write the files; returns their paths."""
     if OmegaConf.is_missing(cfg, "ckpt_path"):
@@ -211,8 +202,7 @@ def make_figures(cfg: DictConfig) -> list[Path]:
         raise ValueError("clips is empty: list test clip indices, e.g. clips=[0,1]")
     device = resolve_device(cfg.device)
     model, payload = load_model(cfg.ckpt_path, device)
-    dataset_cfg = merged_dataset_config(payload.get("config", {}).get("dataset", {}),
-                                        OmegaConf.to_container(cfg.dataset, resolve=True))
+    dataset_cfg = dataset_section(payload.get("config", {}).get("dataset", {}), cfg.dataset)
     clip_ids = [int(index) for index in cfg.clips]
     clips = load_clips(build_dataset(dataset_cfg, "test"), clip_ids, device)
     cond = int(dataset_cfg.cond_frames)

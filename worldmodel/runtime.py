@@ -10,12 +10,15 @@ import torch
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; otherwise the named device, checked to exist."""
+    """'auto' -> CUDA when available, else CPU; otherwise 'cpu', 'cuda' or 'cuda:N', checked to exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name}: CUDA is not available on this machine (use device=auto or cpu)")
+        raise RuntimeError(f"device={name!r}: CUDA is not available on this machine (use device=auto or cpu)")
     return device
 
 

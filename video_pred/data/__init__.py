@@ -6,9 +6,11 @@ resumed run sees the same batches; `val` and `test` splits are fixed clips of co
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from video_pred.data.mnist import load_mnist
@@ -27,6 +29,29 @@ SPLITS = ("train", "val", "test")
 VALIDATION_SEED = 7
 """Seed of the fixed validation clips (independent of the run seed, so runs are compared on the same clips)."""
 VALIDATION_CLIPS = 256
+
+
+def dataset_defaults(name: str) -> DictConfig:
+    """The `dataset` section of configs/dataset/<name>.yaml, following its defaults list (e.g. a variant of
+    smmnist), as shipped with the package."""
+    path = files("configs") / "dataset" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"dataset.name={name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
+    content = OmegaConf.load(str(path))
+    bases = [dataset_defaults(entry) for entry in content.get("defaults", []) if entry != "_self_"]
+    return OmegaConf.merge(*bases, content.get("dataset", {}))
+
+
+def dataset_section(trained: dict[str, Any], overrides: DictConfig | dict[str, Any]) -> DictConfig:
+    """Dataset section to evaluate a checkpoint on: the dataset's shipped defaults, then the section the
+    checkpoint was trained with, then the user's non-null overrides (e.g. dataset.root=/data/kth)."""
+    given = {
+        key: value for key, value in OmegaConf.to_container(OmegaConf.create(overrides)).items() if value is not None
+    }
+    name = given.get("name") or (trained or {}).get("name")
+    if name is None:
+        raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
+    return OmegaConf.merge(dataset_defaults(name), trained or {}, given)
 
 
 def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
