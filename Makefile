@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 
 # Headless MuJoCo rendering needs EGL or OSMesa; install them when missing and we are root.
 os-libs:
-	@if ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libOSMesa.so'; then :; \
+	@if ldconfig -p | grep -qE 'libEGL.so.1|libOSMesa.so'; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 >/dev/null; \
