@@ -3,6 +3,7 @@
 srvp-train dataset=smmnist                       # the paper's Stochastic Moving MNIST run
 srvp-train dataset=kth dataset.root=data/kth     # after `srvp-prepare kth ...`
 srvp-train debug=tiny trainer.max_steps=10       # a smoke run on CPU
+torchrun --nproc_per_node=4 -m video_pred.train  # DDP over 4 GPUs; trainer.batch_size is the global batch
 """
 
 from __future__ import annotations
@@ -17,42 +18,65 @@ from omegaconf import DictConfig, OmegaConf
 
 from video_pred.data import build_dataset
 from video_pred.data.stream import training_loader
+from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
 from video_pred.logger import RunLogger
 from video_pred.trainer import Trainer, check_budget, final_preview, first_clips
 from worldmodel import SRVPConfig
 from worldmodel.fileio import atomic_write
-from worldmodel.runtime import resolve_device, seed_everything
+from worldmodel.runtime import seed_everything
 
 ConfigStore.instance().store(group="model", name="srvp_schema", node=SRVPConfig)
 
 
-def train(cfg: DictConfig) -> Path:
-    """Build data, model and logger from `cfg`, train (resuming when a checkpoint exists), return the run dir."""
+def train(cfg: DictConfig, dist: DistributedContext | None = None) -> Path:
+    """Build data, model and logger from `cfg`, train (resuming when a checkpoint exists), return the run dir.
+
+    Under torchrun (`dist` from the environment) every rank runs this; `trainer.batch_size` is the global
+    batch, split evenly between ranks, and rank 0 alone writes the run directory.
+    """
     check_budget(cfg)
-    device = resolve_device(cfg.device)
+    dist = dist or context_from_env()
+    rank_batch = per_rank_batch(int(cfg.trainer.batch_size), dist.world_size)
+    device = setup(cfg.device, dist)
+    try:
+        return _train_rank(cfg, dist, device, rank_batch)
+    finally:
+        teardown(dist)
+
+
+def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device, rank_batch: int) -> Path:
     run_dir = Path(cfg.run_dir)
-    seed_everything(cfg.seed)
-    trainer = Trainer(cfg, device, run_dir)
+    # Ranks differ in their sampling noise; DDP copies rank 0's initial weights to all of them.
+    seed_everything(cfg.seed + dist.rank)
+    trainer = Trainer(cfg, device, run_dir, dist)
     resume_from = trainer.resume_path()
     if resume_from is not None:
         trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    atomic_write(run_dir / "config.yaml", lambda file: file.write(config_yaml.encode()))
+    if dist.is_main:
+        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        atomic_write(run_dir / "config.yaml", lambda file: file.write(config_yaml.encode()))
     train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
     test_set = build_dataset(cfg.dataset, "test")
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)
     val_clips = None
     if cfg.trainer.val_every:
         val_clips = first_clips(build_dataset(cfg.dataset, "val"), cfg.trainer.val_clips).to(device)
+    # The training set is an endless stream indexed by draw number, so DrawSampler (not torch's
+    # DistributedSampler, which needs a finite length) splits it: rank r takes draws r, r + world, ...
     batches = training_loader(
         train_set,
-        cfg.trainer.batch_size,
+        rank_batch,
         trainer.step,
         cfg.trainer.num_workers,
         cfg.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
         pin_memory=device.type == "cuda",
     )
+    if not dist.is_main:
+        trainer.fit(batches, preview_clips, val_clips, None)
+        return run_dir
     logger = RunLogger(run_dir, cfg.logger.enabled, resume_step=trainer.step if resume_from else None)
     try:
         last = trainer.fit(batches, preview_clips, val_clips, logger)

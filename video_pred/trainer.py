@@ -1,5 +1,8 @@
 """The SRVP training loop: Adam with constant-then-linear-decay LR, mixed precision, optional torch.compile,
-TensorBoard logging, atomic checkpoints and exact resume (the same losses after a kill as without one)."""
+TensorBoard logging, atomic checkpoints and exact resume (the same losses after a kill as without one).
+
+Under torchrun the model is wrapped in DistributedDataParallel; each rank reads its own share of the draw
+stream (`DrawSampler`) and rank 0 alone writes logs, checkpoints and videos."""
 
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from video_pred.distributed import DistributedContext
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
 from video_pred.metrics.frames import psnr
@@ -61,21 +66,46 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-class Trainer:
-    """Owns the model, optimiser, schedule and run directory of one training run."""
+def build_optimizer(trainer: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """`trainer.optimizer` (a partial) on the model's parameters; with `trainer.fused_optimizer`, the
+    single-kernel update on CUDA (`fused=True`) and the multi-tensor one elsewhere (`foreach=True`)."""
+    options = {}
+    if trainer.fused_optimizer:
+        options = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return instantiate(trainer.optimizer)(model.parameters(), **options)
 
-    def __init__(self, cfg: DictConfig, device: torch.device, run_dir: Path) -> None:
+
+class Trainer:
+    """Owns the model, optimiser, schedule and run directory of one training run (one rank of it under DDP)."""
+
+    def __init__(
+        self, cfg: DictConfig, device: torch.device, run_dir: Path, dist: DistributedContext | None = None
+    ) -> None:
         self.cfg, self.device, self.run_dir = cfg, device, run_dir
+        self.dist = dist or DistributedContext()
         trainer = cfg.trainer
         self.model = SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))).to(device)
         if trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = instantiate(trainer.optimizer)(self.model.parameters())
+        if device.type == "cuda":
+            # Fixed input shapes at every step: let cuDNN time its algorithms once and keep the fastest.
+            torch.backends.cudnn.benchmark = True
+        train_module: torch.nn.Module = self.model
+        if self.dist.enabled:
+            if trainer.sync_batchnorm:
+                if device.type != "cuda":
+                    raise ValueError("trainer.sync_batchnorm=true needs CUDA devices (SyncBatchNorm is GPU-only)")
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # DDP broadcasts rank 0's weights and buffers now, then averages gradients in backward.
+            train_module = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.optimizer = build_optimizer(trainer, self.model, device)
         self.total_steps = int(trainer.steps) + int(trainer.lr_decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
         )
-        self.loss_fn = torch.compile(self.model) if trainer.compile else self.model
+        self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
         self.step = 0
         self.best_val_psnr: float | None = None
         self.checkpoint_dir = run_dir / "checkpoints"
@@ -149,16 +179,25 @@ class Trainer:
         batches: Iterator[torch.Tensor],
         preview_clips: torch.Tensor,
         val_clips: torch.Tensor | None,
-        logger: RunLogger,
+        logger: RunLogger | None,
     ) -> Path:
-        """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint."""
+        """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint.
+
+        `logger` may be None on ranks other than 0, which write nothing."""
         trainer = self.cfg.trainer
         stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
         last = self.checkpoint_dir / "last.pt"
         sums: dict[str, torch.Tensor] = {}
         window, window_start = 0, time.perf_counter()
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
-        progress = tqdm(total=stop_at, initial=self.step, desc="train", dynamic_ncols=True, mininterval=2)
+        progress = tqdm(
+            total=stop_at,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=2,
+            disable=not self.dist.is_main,
+        )
         with StopRequest() as stop:
             while self.step < stop_at:
                 batch = next(batches).to(self.device, non_blocking=True)
@@ -181,22 +220,25 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     values = {name: (total / window).item() for name, total in sums.items()}
                     values["lr"] = self.scheduler.get_last_lr()[0]
-                    values["sequences_per_s"] = window * batch.shape[0] / max(elapsed, 1e-9)
-                    logger.scalars(self.step, "train", values)
+                    values["sequences_per_s"] = window * batch.shape[0] * self.dist.world_size / max(elapsed, 1e-9)
+                    if self.dist.is_main:
+                        logger.scalars(self.step, "train", values)
                     progress.set_postfix(loss=f"{values['loss']:.1f}", seq_s=f"{values['sequences_per_s']:.1f}")
                     sums, window, window_start = {}, 0, time.perf_counter()
-                if val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
+                writes = self.dist.is_main
+                if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
                     score = self.validation_psnr(val_clips)
                     logger.scalars(self.step, "val", {"psnr": score})
                     if self.best_val_psnr is None or score > self.best_val_psnr:
                         self.best_val_psnr = score
                         self.save("best")
-                if self.step % trainer.video_every == 0 or at_end:
+                if writes and (self.step % trainer.video_every == 0 or at_end):
                     video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
                     logger.video(self.step, "predictions/truth_then_samples", video)
                 if self.step % trainer.ckpt_every == 0 or at_end:
                     self._check_finite(nonfinite)
-                    last = self.save("last")
+                    if writes:
+                        last = self.save("last")
                 progress.update(1)
                 if stop.requested:
                     break
