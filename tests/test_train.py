@@ -128,3 +128,10 @@ def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, ove
     assert last_line.startswith("srvp-train: error:")
     assert any(part in last_line for part in message.split("|")), last_line
     assert "Traceback" not in result.stderr
+
+
+def test_prepared_dataset_without_root_names_the_key(tmp_path):
+    command = [sys.executable, "-m", "video_pred.train", "debug=tiny", "dataset=kth", f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("srvp-train: error: dataset.root is required for kth")

@@ -52,7 +52,7 @@ def prepare_tiny_bair(tmp_path: Path) -> Path:
 
 
 CASES = {
-    "kth": (prepare_tiny_kth, ["dataset.pred_frames=2", "trainer.val_every=2"]),
+    "kth": (prepare_tiny_kth, ["dataset.pred_frames=2", "dataset.val_length=12", "trainer.val_every=2"]),
     "human36m": (prepare_tiny_human36m, ["dataset.pred_frames=2", "dataset.train_length=8", "trainer.val_every=2"]),
     "bair": (prepare_tiny_bair, []),
 }

@@ -62,12 +62,14 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
     if dataset.name in MNIST_DATASETS:
         return _moving_mnist(dataset, split, seed, test_length)
     if dataset.name in PREPARED_DATASETS:
-        if dataset.root in (None, "???"):
+        if OmegaConf.is_missing(dataset, "root") or dataset.root is None:
             raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
         if split == "train":
             return PreparedVideos(dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed)
         if split == "val":
-            return PreparedVideos(dataset.root, "val", test_length, epoch_size=VALIDATION_CLIPS, seed=VALIDATION_SEED)
+            # The official KTH validation uses 30-frame clips (10 + 20), shorter than its 40-frame test clips.
+            val_length = int(dataset.get("val_length") or test_length)
+            return PreparedVideos(dataset.root, "val", val_length, epoch_size=VALIDATION_CLIPS, seed=VALIDATION_SEED)
         return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True)
     raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
 
