@@ -1,0 +1,68 @@
+"""One SRVP optimisation step (forward, backward, optimiser) under the Trainer's speed switches, as a unit
+that benchmarks and the fast-path test run side by side with the plain eager float32 step.
+
+The switches are those of `configs/trainer/default.yaml`: channels-last convolutions, the fused (CUDA) or
+foreach (CPU) Adam update, torch.compile of the loss and bf16 autocast. With every switch off this is the
+straightforward eager float32 implementation of the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from video_pred.trainer import build_optimizer
+from worldmodel import SRVP, SRVPConfig
+from worldmodel.model import ElboOutput
+from worldmodel.runtime import autocast
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Speed switches of a training step; all off is the eager float32 baseline."""
+
+    channels_last: bool = False
+    """Channels-last memory format for the convolution weights (and so their activations)."""
+    fused_optimizer: bool = False
+    """Adam with `fused=True` on CUDA, `foreach=True` on CPU."""
+    compile: bool = False
+    """torch.compile the loss (inductor)."""
+    bf16: bool = False
+    """bf16 autocast for forward and backward (weights and optimiser stay float32)."""
+
+    def label(self) -> str:
+        names = [name for name, on in vars(self).items() if on]
+        return "+".join(names) if names else "eager fp32"
+
+
+class TrainStep:
+    """A model, its Adam optimiser and the step function, built as the Trainer builds them."""
+
+    def __init__(
+        self, model_config: SRVPConfig, options: StepOptions, device: torch.device, lr: float = 3e-4
+    ) -> None:
+        self.options, self.device = options, device
+        self.model = SRVP(model_config).to(device)
+        if options.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        trainer = OmegaConf.create(
+            {
+                "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr},
+                "fused_optimizer": options.fused_optimizer,
+            }
+        )
+        self.optimizer = build_optimizer(trainer, self.model, device)
+        self.loss_fn = torch.compile(self.model) if options.compile else self.model
+        self.precision = "bf16" if options.bf16 else "fp32"
+
+    def __call__(self, batch: torch.Tensor) -> ElboOutput:
+        """One update on uint8 clips (b t c h w); returns the ELBO output (no host synchronisation)."""
+        self.model.train()
+        with autocast(self.device, self.precision):
+            output = self.loss_fn(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        self.optimizer.step()
+        return output
