@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.worldmodel_testing import random_clips, single_thread, tiny_model  # noqa: F401 (autouse fixture)
+from tests.worldmodel_testing import random_clips, tiny_model
 from worldmodel import load_checkpoint, load_model, save_checkpoint
 from worldmodel.checkpoint import capture_rng_state, restore_rng_state
 from worldmodel.fileio import atomic_write
@@ -21,8 +21,7 @@ def trained_model_and_optimizer() -> tuple:
     model = tiny_model(arch="vgg", skip=True, heads={"reward": 1}, action_dim=2, dt=0.5).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.1, total_iters=10)
-    output = model.elbo(random_clips(2, 3), actions=torch.randn(2, 2, 2),
-                        head_targets={"reward": torch.randn(2, 3)})
+    output = model.elbo(random_clips(2, 3), actions=torch.randn(2, 2, 2), head_targets={"reward": torch.randn(2, 3)})
     output.loss.backward()
     optimizer.step()
     scheduler.step()
@@ -32,8 +31,15 @@ def trained_model_and_optimizer() -> tuple:
 def test_round_trip_loads_with_weights_only(tmp_path: Path) -> None:
     model, optimizer, scheduler = trained_model_and_optimizer()
     run_config = {"trainer": {"steps": 10, "lr": 1e-3}, "dataset": "bair", "tags": ["a", "b"]}
-    path = save_checkpoint(tmp_path / "nested" / "ckpt.pt", model, step=7, config=run_config,
-                           optimizer=optimizer, scheduler=scheduler, extra={"best_psnr": 21.5})
+    path = save_checkpoint(
+        tmp_path / "nested" / "ckpt.pt",
+        model,
+        step=7,
+        config=run_config,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        extra={"best_psnr": 21.5},
+    )
     assert path == tmp_path / "nested" / "ckpt.pt" and path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]
 
@@ -78,8 +84,14 @@ def test_rng_capture_and_restore_reproduce_python_numpy_and_torch(tmp_path: Path
     np.random.standard_normal(1)  # and one in numpy's legacy generator state
 
     def draw() -> tuple:
-        return (random.random(), random.gauss(0, 1), np.random.standard_normal(3).tolist(),
-                np.random.randint(0, 1000, 4).tolist(), torch.rand(3).tolist(), torch.randn(2).tolist())
+        return (
+            random.random(),
+            random.gauss(0, 1),
+            np.random.standard_normal(3).tolist(),
+            np.random.randint(0, 1000, 4).tolist(),
+            torch.rand(3).tolist(),
+            torch.randn(2).tolist(),
+        )
 
     state = capture_rng_state()
     first = draw()

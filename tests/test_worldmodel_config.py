@@ -8,30 +8,33 @@ from tests.worldmodel_testing import tiny_config
 from worldmodel import SRVP, SRVPConfig
 
 
-@pytest.mark.parametrize("overrides, culprit", [
-    ({"arch": "resnet"}, "model.arch"),
-    ({"transition": "lstm"}, "model.transition"),
-    ({"channels": 2}, "model.channels"),
-    ({"filters": 0}, "model.filters"),
-    ({"y_dim": 0}, "model.y_dim"),
-    ({"code_dim": -1}, "model.code_dim"),
-    ({"content_frames": 0}, "model.content_frames"),
-    ({"y1_frames": 0}, "model.y1_frames"),
-    ({"z_dim": 0}, "model.z_dim"),
-    ({"fwd_layers": 0}, "model.inf_layers and model.fwd_layers"),
-    ({"dt": 0.4}, "dt=0.4"),
-    ({"dt": 0.0}, "dt=0.0"),
-    ({"dt": 2.0}, "dt=2.0"),
-    ({"transition": "mlp", "dt": 0.5}, "model.dt"),
-    ({"transition": "gru", "dt": 0.5}, "model.dt"),
-    ({"transition": "gru", "stochastic": False}, "model.transition=gru"),
-    ({"skip": True, "use_content": False}, "model.skip"),
-    ({"nu": 0.0}, "model.nu"),
-    ({"beta": -1.0}, "model.beta"),
-    ({"l2_weight": -0.1}, "model.beta, model.l2_weight"),
-    ({"action_dim": -1}, "model.action_dim"),
-    ({"heads": {"reward": 0}}, "model.heads.reward"),
-])
+@pytest.mark.parametrize(
+    "overrides, culprit",
+    [
+        ({"arch": "resnet"}, "model.arch"),
+        ({"transition": "lstm"}, "model.transition"),
+        ({"channels": 2}, "model.channels"),
+        ({"filters": 0}, "model.filters"),
+        ({"y_dim": 0}, "model.y_dim"),
+        ({"code_dim": -1}, "model.code_dim"),
+        ({"content_frames": 0}, "model.content_frames"),
+        ({"y1_frames": 0}, "model.y1_frames"),
+        ({"z_dim": 0}, "model.z_dim"),
+        ({"fwd_layers": 0}, "model.inf_layers and model.fwd_layers"),
+        ({"dt": 0.4}, "dt=0.4"),
+        ({"dt": 0.0}, "dt=0.0"),
+        ({"dt": 2.0}, "dt=2.0"),
+        ({"transition": "mlp", "dt": 0.5}, "model.dt"),
+        ({"transition": "gru", "dt": 0.5}, "model.dt"),
+        ({"transition": "gru", "stochastic": False}, "model.transition=gru"),
+        ({"skip": True, "use_content": False}, "model.skip"),
+        ({"nu": 0.0}, "model.nu"),
+        ({"beta": -1.0}, "model.beta"),
+        ({"l2_weight": -0.1}, "model.beta, model.l2_weight"),
+        ({"action_dim": -1}, "model.action_dim"),
+        ({"heads": {"reward": 0}}, "model.heads.reward"),
+    ],
+)
 def test_validate_names_the_culprit(overrides: dict, culprit: str) -> None:
     with pytest.raises(ValueError) as caught:
         tiny_config(**overrides)
@@ -41,11 +44,18 @@ def test_validate_names_the_culprit(overrides: dict, culprit: str) -> None:
         SRVP(SRVPConfig(**overrides))
 
 
-@pytest.mark.parametrize("overrides", [
-    {}, {"stochastic": False, "z_dim": 0}, {"transition": "gru", "stochastic": False, "action_dim": 2},
-    {"arch": "vgg", "channels": 3, "skip": True, "dt": 0.5}, {"use_content": False}, {"dt": 1 / 3},
-    {"heads": {"reward": 1, "done": 2}},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"stochastic": False, "z_dim": 0},
+        {"transition": "gru", "stochastic": False, "action_dim": 2},
+        {"arch": "vgg", "channels": 3, "skip": True, "dt": 0.5},
+        {"use_content": False},
+        {"dt": 1 / 3},
+        {"heads": {"reward": 1, "done": 2}},
+    ],
+)
 def test_consistent_configs_validate(overrides: dict) -> None:
     config = tiny_config(**overrides)
     assert config.validate() is config
@@ -54,7 +64,13 @@ def test_consistent_configs_validate(overrides: dict) -> None:
 def test_defaults_are_the_sm_mnist_setting() -> None:
     config = SRVPConfig().validate()
     assert (config.channels, config.arch, config.skip, config.y_dim, config.z_dim, config.code_dim) == (
-        1, "dcgan", False, 20, 20, 128)
+        1,
+        "dcgan",
+        False,
+        20,
+        20,
+        128,
+    )
     assert (config.y1_frames, config.content_frames, config.dt, config.nu) == (5, 5, 1.0, 1.0)
     widths = (config.inf_hidden, config.fwd_hidden, config.lstm_hidden, config.content_dim)
     assert widths == (256, 512, 256, 256)

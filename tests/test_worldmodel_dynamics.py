@@ -8,7 +8,6 @@ import torch
 from tests.worldmodel_testing import (
     freeze_posteriors,
     random_clips,
-    single_thread,  # noqa: F401 (autouse fixture)
     tiny_config,
     tiny_model,
 )

@@ -12,7 +12,6 @@ from tests.worldmodel_testing import (
     freeze_posteriors,
     moving_squares,
     random_clips,
-    single_thread,  # noqa: F401 (autouse fixture)
     tiny_model,
 )
 from worldmodel.distributions import MIN_STD, Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
@@ -32,20 +31,23 @@ def normal(gaussian: Gaussian) -> D.Normal:
 # ---------------------------------------------------------------- distributions
 def test_kl_divergence_matches_torch_distributions() -> None:
     q, p = random_gaussian((6, 5), 0), random_gaussian((6, 5), 1)
-    torch.testing.assert_close(kl_divergence(q, p).double(), D.kl_divergence(normal(q), normal(p)),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        kl_divergence(q, p).double(), D.kl_divergence(normal(q), normal(p)), rtol=1e-5, atol=1e-5
+    )
     assert kl_divergence(q, p).shape == (6, 5)
 
 
 def test_kl_standard_normal_matches_torch_distributions() -> None:
     q = random_gaussian((4, 7), 2)
     standard = D.Normal(torch.zeros(4, 7, dtype=torch.float64), torch.ones(4, 7, dtype=torch.float64))
-    torch.testing.assert_close(kl_standard_normal(q).double(), D.kl_divergence(normal(q), standard),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        kl_standard_normal(q).double(), D.kl_divergence(normal(q), standard), rtol=1e-5, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("q_mean, q_std, p_mean, p_std", [(1.0, 2.0, 0.0, 1.0), (-0.5, 0.3, 2.0, 1.7),
-                                                          (0.0, 1.0, 0.0, 1.0)])
+@pytest.mark.parametrize(
+    "q_mean, q_std, p_mean, p_std", [(1.0, 2.0, 0.0, 1.0), (-0.5, 0.3, 2.0, 1.7), (0.0, 1.0, 0.0, 1.0)]
+)
 def test_kl_against_the_scalar_formula(q_mean: float, q_std: float, p_mean: float, p_std: float) -> None:
     expected = math.log(p_std / q_std) + (q_std**2 + (q_mean - p_mean) ** 2) / (2 * p_std**2) - 0.5
     q = Gaussian(torch.tensor([q_mean]), torch.tensor([q_std]))
@@ -84,8 +86,7 @@ def test_gaussian_nll_is_the_negative_log_density(variance: float) -> None:
 # ---------------------------------------------------------------- ELBO
 def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
     beta, l2_weight, nu, head_weight, batch = 2.5, 0.7, 0.3, 0.4, 3
-    model = tiny_model(beta=beta, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2},
-                       head_weight=head_weight)
+    model = tiny_model(beta=beta, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2}, head_weight=head_weight)
     frames = random_clips(batch, 5)
     rewards = torch.randn(batch, 5, 2)
     torch.manual_seed(11)
@@ -105,8 +106,7 @@ def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
         heads = 0.5 * (model.predict_heads(observation.states)["reward"] - rewards).pow(2).sum() / batch
     torch.testing.assert_close(output.reconstruction, reconstruction)
     parts = output.parts
-    expected = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm,
-                "head_reward": heads}
+    expected = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm, "head_reward": heads}
     for name, value in expected.items():
         torch.testing.assert_close(parts[name].double(), value.double(), rtol=1e-5, atol=1e-4, msg=name)
         assert not parts[name].requires_grad
@@ -128,8 +128,7 @@ def test_elbo_averages_over_the_batch_and_sums_over_time() -> None:
         shorter = model.elbo(first[:, :3]).parts
     for name in ("nll", "kl_y1", "kl_z", "residual_norm", "loss"):
         torch.testing.assert_close(twice[name], alone[0][name], rtol=1e-4, atol=1e-3, msg=name)
-        torch.testing.assert_close(pair[name], (alone[0][name] + alone[1][name]) / 2, rtol=1e-4, atol=1e-3,
-                                   msg=name)
+        torch.testing.assert_close(pair[name], (alone[0][name] + alone[1][name]) / 2, rtol=1e-4, atol=1e-3, msg=name)
     # Summed over frames (not averaged): one frame fewer lowers the NLL by about a frame's worth.
     pixels = 64 * 64
     assert shorter["nll"] < alone[0]["nll"] - 0.5 * math.log(2 * math.pi) * pixels * 0.9
@@ -149,9 +148,11 @@ def test_nll_scales_with_the_variance_as_the_gaussian_formula_says() -> None:
     squared_error = (frames.float() / 255 - reconstruction).pow(2).sum().item() / 2
     pixels_per_clip = 3 * 64 * 64
     assert outputs[1.0].parts["nll"].item() == pytest.approx(
-        0.5 * squared_error + 0.5 * pixels_per_clip * math.log(2 * math.pi), rel=1e-5)
+        0.5 * squared_error + 0.5 * pixels_per_clip * math.log(2 * math.pi), rel=1e-5
+    )
     assert outputs[0.25].parts["nll"].item() == pytest.approx(
-        2 * squared_error + 0.5 * pixels_per_clip * math.log(2 * math.pi * 0.25), rel=1e-5)
+        2 * squared_error + 0.5 * pixels_per_clip * math.log(2 * math.pi * 0.25), rel=1e-5
+    )
 
 
 def test_uint8_and_unit_float_frames_give_the_same_elbo() -> None:

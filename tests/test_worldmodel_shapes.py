@@ -8,7 +8,6 @@ from torch import nn
 
 from tests.worldmodel_testing import (
     random_clips,
-    single_thread,  # noqa: F401 (autouse fixture)
     tiny_model,
 )
 from worldmodel import SRVP, SRVPConfig
@@ -34,7 +33,14 @@ def test_every_output_shape(arch: str, channels: int, skip: bool) -> None:
         assert encoded.codes.shape == (batch, length, cfg.code_dim)
         assert encoded.codes.abs().max() <= 1
         assert [tuple(block.shape) for block in encoded.blocks] == [
-            (batch, length, cfg.filters * multiple, size, size, ) for multiple, size in BLOCK_SHAPES[arch]
+            (
+                batch,
+                length,
+                cfg.filters * multiple,
+                size,
+                size,
+            )
+            for multiple, size in BLOCK_SHAPES[arch]
         ]
 
         observation = model.observe(frames)
@@ -45,8 +51,9 @@ def test_every_output_shape(arch: str, channels: int, skip: bool) -> None:
         assert observation.rollout.states.shape == (batch, 2 * (length - 1) + 1, cfg.y_dim)
         assert observation.rollout.residuals.shape == (batch, 2 * (length - 1), cfg.y_dim)
         if skip:
-            assert [tuple(s.shape) for s in observation.skips] == [tuple(b.shape[:1] + b.shape[2:])
-                                                                   for b in encoded.blocks]
+            assert [tuple(s.shape) for s in observation.skips] == [
+                tuple(b.shape[:1] + b.shape[2:]) for b in encoded.blocks
+            ]
         else:
             assert observation.skips is None
 
@@ -82,8 +89,9 @@ def test_parameter_counts_cover_every_parameter() -> None:
     counts = model.parameter_counts()
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert sum(count for name, count in counts.items() if name != "total") == counts["total"]
-    assert {"encoder", "decoder", "q_y1", "posterior_lstm", "posterior_head", "prior", "transition",
-            "heads"} <= set(counts)
+    assert {"encoder", "decoder", "q_y1", "posterior_lstm", "posterior_head", "prior", "transition", "heads"} <= set(
+        counts
+    )
     assert counts["encoder"] == sum(p.numel() for p in model.encoder.parameters())
     assert "parameters:" in repr(model)
 
@@ -97,8 +105,15 @@ def layers_of(module: nn.Module) -> list[nn.Module]:
 def describe(layer: nn.Module) -> tuple:
     """A compact, comparable description of one leaf layer."""
     if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
-        return (type(layer).__name__, layer.in_channels, layer.out_channels, layer.kernel_size[0],
-                layer.stride[0], layer.padding[0], layer.bias is not None)
+        return (
+            type(layer).__name__,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size[0],
+            layer.stride[0],
+            layer.padding[0],
+            layer.bias is not None,
+        )
     if isinstance(layer, nn.BatchNorm2d):
         return ("BN", layer.num_features)
     if isinstance(layer, nn.LeakyReLU):
@@ -114,11 +129,21 @@ def conv(kind: str, fan_in: int, fan_out: int, kernel: int, stride: int, padding
     return [(kind, fan_in, fan_out, kernel, stride, padding, False)]
 
 
-def block(fan_in: int, fan_out: int, kernel: int = 3, stride: int = 1, padding: int = 1, kind: str = "Conv2d",
-          norm: bool = True) -> list[tuple]:
+def block(
+    fan_in: int,
+    fan_out: int,
+    kernel: int = 3,
+    stride: int = 1,
+    padding: int = 1,
+    kind: str = "Conv2d",
+    norm: bool = True,
+) -> list[tuple]:
     """conv (no bias) -> BatchNorm -> LeakyReLU(0.2)."""
-    return conv(kind, fan_in, fan_out, kernel, stride, padding) + ([("BN", fan_out)] if norm else []) + [
-        ("LeakyReLU", 0.2)]
+    return (
+        conv(kind, fan_in, fan_out, kernel, stride, padding)
+        + ([("BN", fan_out)] if norm else [])
+        + [("LeakyReLU", 0.2)]
+    )
 
 
 POOL = [("MaxPool", 2, 2)]
@@ -127,19 +152,37 @@ UP = [("Upsample", 2.0, "nearest")]
 
 def test_dcgan_encoder_is_literal() -> None:
     nc, nf = 3, 64
-    expected = (block(nc, nf, 4, 2, 1, norm=False) + block(nf, 2 * nf, 4, 2, 1)
-                + block(2 * nf, 4 * nf, 4, 2, 1) + block(4 * nf, 8 * nf, 4, 2, 1)
-                + conv("Conv2d", 8 * nf, 128, 4, 1, 0) + [("BN", 128), ("Tanh",)])
+    expected = (
+        block(nc, nf, 4, 2, 1, norm=False)
+        + block(nf, 2 * nf, 4, 2, 1)
+        + block(2 * nf, 4 * nf, 4, 2, 1)
+        + block(4 * nf, 8 * nf, 4, 2, 1)
+        + conv("Conv2d", 8 * nf, 128, 4, 1, 0)
+        + [("BN", 128), ("Tanh",)]
+    )
     assert [describe(layer) for layer in layers_of(dcgan_encoder(nc, 128, nf))] == expected
 
 
 def test_vgg_encoder_is_literal() -> None:
     nc, nf = 1, 64
-    expected = (block(nc, nf) + block(nf, nf)
-                + POOL + block(nf, 2 * nf) + block(2 * nf, 2 * nf)
-                + POOL + block(2 * nf, 4 * nf) + block(4 * nf, 4 * nf) + block(4 * nf, 4 * nf)
-                + POOL + block(4 * nf, 8 * nf) + block(8 * nf, 8 * nf) + block(8 * nf, 8 * nf)
-                + POOL + conv("Conv2d", 8 * nf, 128, 4, 1, 0) + [("BN", 128), ("Tanh",)])
+    expected = (
+        block(nc, nf)
+        + block(nf, nf)
+        + POOL
+        + block(nf, 2 * nf)
+        + block(2 * nf, 2 * nf)
+        + POOL
+        + block(2 * nf, 4 * nf)
+        + block(4 * nf, 4 * nf)
+        + block(4 * nf, 4 * nf)
+        + POOL
+        + block(4 * nf, 8 * nf)
+        + block(8 * nf, 8 * nf)
+        + block(8 * nf, 8 * nf)
+        + POOL
+        + conv("Conv2d", 8 * nf, 128, 4, 1, 0)
+        + [("BN", 128), ("Tanh",)]
+    )
     assert [describe(layer) for layer in layers_of(vgg_encoder(nc, 128, nf))] == expected
 
 
@@ -147,22 +190,36 @@ def test_vgg_encoder_is_literal() -> None:
 def test_dcgan_decoder_mirrors_the_encoder(skip: bool) -> None:
     nc, nf, latent, coef = 1, 64, 256 + 20, 2 if skip else 1
     tconv = "ConvTranspose2d"
-    expected = (block(latent, 8 * nf, 4, 1, 0, kind=tconv)
-                + block(8 * nf * coef, 4 * nf, 4, 2, 1, kind=tconv)
-                + block(4 * nf * coef, 2 * nf, 4, 2, 1, kind=tconv)
-                + block(2 * nf * coef, nf, 4, 2, 1, kind=tconv)
-                + conv(tconv, nf * coef, nc, 4, 2, 1))
+    expected = (
+        block(latent, 8 * nf, 4, 1, 0, kind=tconv)
+        + block(8 * nf * coef, 4 * nf, 4, 2, 1, kind=tconv)
+        + block(4 * nf * coef, 2 * nf, 4, 2, 1, kind=tconv)
+        + block(2 * nf * coef, nf, 4, 2, 1, kind=tconv)
+        + conv(tconv, nf * coef, nc, 4, 2, 1)
+    )
     assert [describe(layer) for layer in layers_of(dcgan_decoder(nc, latent, nf, skip))] == expected
 
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_vgg_decoder_mirrors_the_encoder(skip: bool) -> None:
     nc, nf, latent, coef = 3, 64, 256 + 50, 2 if skip else 1
-    expected = (block(latent, 8 * nf, 4, 1, 0, kind="ConvTranspose2d") + UP
-                + block(8 * nf * coef, 8 * nf) + block(8 * nf, 8 * nf) + block(8 * nf, 4 * nf) + UP
-                + block(4 * nf * coef, 4 * nf) + block(4 * nf, 4 * nf) + block(4 * nf, 2 * nf) + UP
-                + block(2 * nf * coef, 2 * nf) + block(2 * nf, nf) + UP
-                + block(nf * coef, nf) + conv("ConvTranspose2d", nf, nc, 3, 1, 1))
+    expected = (
+        block(latent, 8 * nf, 4, 1, 0, kind="ConvTranspose2d")
+        + UP
+        + block(8 * nf * coef, 8 * nf)
+        + block(8 * nf, 8 * nf)
+        + block(8 * nf, 4 * nf)
+        + UP
+        + block(4 * nf * coef, 4 * nf)
+        + block(4 * nf, 4 * nf)
+        + block(4 * nf, 2 * nf)
+        + UP
+        + block(2 * nf * coef, 2 * nf)
+        + block(2 * nf, nf)
+        + UP
+        + block(nf * coef, nf)
+        + conv("ConvTranspose2d", nf, nc, 3, 1, 1)
+    )
     assert [describe(layer) for layer in layers_of(vgg_decoder(nc, latent, nf, skip))] == expected
 
 
@@ -202,14 +259,19 @@ def test_paper_sizes_dcgan_mnist() -> None:
 
 def test_paper_sizes_vgg_rgb_with_skips() -> None:
     """BAIR settings: 3 channels, VGG with skips, y = z = 50, k = 2."""
-    model = SRVP(SRVPConfig(arch="vgg", channels=3, skip=True, y_dim=50, z_dim=50, y1_frames=2,
-                            content_frames=2, dt=0.5, nu=0.5)).eval()
+    model = SRVP(
+        SRVPConfig(arch="vgg", channels=3, skip=True, y_dim=50, z_dim=50, y1_frames=2, content_frames=2, dt=0.5, nu=0.5)
+    ).eval()
     frames = random_clips(1, 3, channels=3)
     with torch.no_grad():
         output = model.elbo(frames)
     assert output.reconstruction.shape == (1, 3, 3, 64, 64)
     assert [tuple(block.shape[2:]) for block in model.encode(frames[:, :1]).blocks] == [
-        (64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8)]
+        (64, 64, 64),
+        (128, 32, 32),
+        (256, 16, 16),
+        (512, 8, 8),
+    ]
 
 
 # ---------------------------------------------------------------- initialisation

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import torch
 
 from worldmodel import SRVP, SRVPConfig
 
 TINY = {
-    "filters": 8, "code_dim": 16, "y_dim": 4, "z_dim": 3, "content_dim": 16, "inf_hidden": 32,
-    "fwd_hidden": 32, "lstm_hidden": 16, "y1_frames": 2, "content_frames": 2,
+    "filters": 8,
+    "code_dim": 16,
+    "y_dim": 4,
+    "z_dim": 3,
+    "content_dim": 16,
+    "inf_hidden": 32,
+    "fwd_hidden": 32,
+    "lstm_hidden": 16,
+    "y1_frames": 2,
+    "content_frames": 2,
 }
 """Small sizes that keep every test fast on one CPU core."""
 
@@ -41,7 +46,7 @@ def moving_squares(batch: int, length: int, channels: int = 1, size: int = 12) -
         for step in range(length):
             top = (row + velocity_row * step) % (64 - size)
             left = (col + velocity_col * step) % (64 - size)
-            clips[clip, step, :, top: top + size, left: left + size] = 255
+            clips[clip, step, :, top : top + size, left : left + size] = 255
     return clips
 
 
@@ -53,12 +58,3 @@ def freeze_posteriors(model: SRVP, z: bool = True) -> None:
             half = head.out_features // 2
             head.weight[half:] = 0
             head.bias[half:] = -40.0
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """One torch thread per test: the machine's cores are shared, and intra-op threads then only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ evaluation needs nothing but the file. Files are written atomically.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise RuntimeError(f"checkpoint {path} is corrupt or not an srvp checkpoint: {error}") from error
+        # torch's message spans lines and carries colour codes: keep its first line, as one line.
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
+        detail = lines[0] if lines else type(error).__name__
+        raise RuntimeError(f"checkpoint {path} is corrupt or not an srvp checkpoint: {detail}") from error
     if not isinstance(payload, dict) or "model_config" not in payload or "model" not in payload:
         raise RuntimeError(f"checkpoint {path} is not an srvp checkpoint (no model_config/model entries)")
     return payload
