@@ -78,9 +78,9 @@ def build_video_features(device: torch.device) -> Callable[[Tensor], Tensor]:
     return lambda videos: i3d_features(i3d, videos)
 
 
-def build_test_loader(dataset_cfg: dict[str, Any], cfg: DictConfig, device: torch.device) -> DataLoader:
+def build_test_loader(dataset_cfg: DictConfig, cfg: DictConfig, device: torch.device) -> DataLoader:
     """Batches of the fixed test clips, in order, truncated to `max_clips`."""
-    dataset = data.build_dataset(OmegaConf.create(dataset_cfg), cfg.split)
+    dataset = data.build_dataset(dataset_cfg, cfg.split)
     if cfg.max_clips is not None:
         if cfg.max_clips < 1:
             raise ValueError(f"max_clips={cfg.max_clips}: must be positive or null")
@@ -114,7 +114,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
         "checkpoint_step": payload.get("step"),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "dataset": dataset_cfg,
+        "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
         "num_samples": cfg.num_samples,
         "num_clips": result.num_clips,
         "dt": dt if dt is not None else model.config.dt,
