@@ -47,10 +47,16 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {entry["step"]: entry["train/loss"] for entry in map(json.loads, lines) if "train/loss" in entry}
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """One tiny srvp-train run shared by the tests that only read its outputs."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    return run_dir, run_train(run_dir, mnist_dir)
+
+
 @pytest.mark.slow
-def test_smoke_run_writes_checkpoint_logs_and_videos(tmp_path, mnist_dir):
-    run_dir = tmp_path / "run"
-    result = run_train(run_dir, mnist_dir)
+def test_smoke_run_writes_checkpoint_logs_and_videos(trained_run):
+    run_dir, result = trained_run
     assert "checkpoint:" in result.stdout and "predictions:" in result.stdout
     payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert payload["step"] == 8 and payload["config"]["dataset"]["name"] == "smmnist"
@@ -60,6 +66,30 @@ def test_smoke_run_writes_checkpoint_logs_and_videos(tmp_path, mnist_dir):
     assert any((run_dir / "tb").iterdir())
     assert (run_dir / "predictions.gif").stat().st_size > 0 and (run_dir / "predictions.mp4").stat().st_size > 0
     assert (run_dir / "config.yaml").read_text().count("smmnist") >= 1
+
+
+@pytest.mark.slow
+def test_trained_checkpoint_evaluates_and_draws_figures(tmp_path, trained_run):
+    """The whole chain on CPU: srvp-train, then srvp-eval and srvp-figures on nothing but its checkpoint."""
+    checkpoint = trained_run[0] / "checkpoints" / "last.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    evaluation = subprocess.run(
+        [sys.executable, "-m", "video_pred.evaluate", f"ckpt_path={checkpoint}", f"out_dir={tmp_path / 'eval'}",
+         "metrics=[psnr,ssim]", "num_samples=3", "max_clips=4", "batch_size=2", "num_workers=0", "device=cpu"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["num_clips"] == 4 and report["num_samples"] == 3
+    assert report["metrics"]["psnr"]["mean"] > 0 and -1 <= report["metrics"]["ssim"]["mean"] <= 1
+    figures = subprocess.run(
+        [sys.executable, "-m", "video_pred.figures", f"ckpt_path={checkpoint}", "figure=content_swap",
+         "clips=[0,1]", f"out_dir={tmp_path / 'figures'}", "formats=[gif]", "device=cpu"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert figures.returncode == 0, figures.stderr[-3000:]
+    written = [Path(line) for line in figures.stdout.split() if line.endswith((".png", ".gif"))]
+    assert written and all(path.stat().st_size > 0 for path in written)
 
 
 @pytest.mark.slow
