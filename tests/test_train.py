@@ -148,6 +148,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnis
         (["dataset.mnist_dir=/no/such/folder"], "/no/such/folder"),
         (["trainer.batch_size=0"], "trainer.batch_size"),
         (["model.dt=0.3"], "dt=0.3"),
+        (["model.nu=1e-40"], "NaN/inf"),  # the likelihood overflows: stop before anything is saved
         (["device=cuda:3"] if not torch.cuda.is_available() else ["model.arch=resnet"], "cuda:3|model.arch"),
     ],
 )
@@ -158,6 +159,7 @@ def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, ove
     assert last_line.startswith("srvp-train: error:")
     assert any(part in last_line for part in message.split("|")), last_line
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
 def test_prepared_dataset_without_root_names_the_key(tmp_path):
