@@ -136,3 +136,12 @@ def test_default_control_model_rollouts_stay_bounded_over_long_windows():
         rollout = model.imagine(torch.randn(16, model.config.y_dim), 50, actions=torch.rand(16, 50, 1) * 2 - 1)
     # An exploding initial transition (e.g. gain 1.41) reaches norms ~1e9 here and gives infinite gradients.
     assert rollout.states.norm(dim=-1).max() < 100
+
+
+@pytest.mark.slow
+def test_compiled_rollout_equals_the_eager_one(model):
+    states = torch.randn(2, TINY["y_dim"])
+    actions = torch.rand(2, 6, 4, ACTION_DIM) * 2 - 1
+    eager = LatentObjective(model, dt=0.5)(states)(actions)
+    compiled = LatentObjective(model, dt=0.5, compile=True)(states)(actions)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
