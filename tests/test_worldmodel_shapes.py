@@ -304,3 +304,16 @@ def test_transition_is_orthogonal_with_gain(gain: float) -> None:
             gram = weight @ weight.T if weight.shape[0] == small_side else weight.T @ weight
             torch.testing.assert_close(gram, gain**2 * torch.eye(small_side), atol=1e-4, rtol=0)
             assert torch.all(layer.bias == 0)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 1, 32, 32), (2, 6, 3, 64, 64), (6, 1, 64, 64)])
+def test_frames_of_the_wrong_shape_are_named(shape):
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"frames of shape \(b, t, 1, 64, 64\) expected"):
+        model.encode(torch.rand(shape))
+
+
+def test_head_target_of_the_wrong_shape_is_named():
+    model = tiny_model(heads={"reward": 1})
+    with pytest.raises(ValueError, match="head target 'reward'"):
+        model.elbo(random_clips(2, 6), head_targets={"reward": torch.zeros(2, 5)})

@@ -66,6 +66,10 @@ class ElboOutput(NamedTuple):
     reconstruction: torch.Tensor
 
 
+FRAME_SIZE = 64
+"""Height and width of the frames every encoder/decoder family is built for."""
+
+
 def to_unit_float(frames: torch.Tensor) -> torch.Tensor:
     """uint8 frames in [0, 255] -> float in [0, 1]; float frames are passed through."""
     return frames.float().div_(255) if frames.dtype == torch.uint8 else frames
@@ -101,6 +105,11 @@ class SRVP(nn.Module):
     # ------------------------------------------------------------------ perception
     def encode(self, frames: torch.Tensor) -> Encoded:
         """frames (b t c h w), uint8 or float in [0, 1] -> codes (b t d) and per-frame encoder blocks."""
+        expected = (self.config.channels, FRAME_SIZE, FRAME_SIZE)
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"frames of shape (b, t, {', '.join(map(str, expected))}) expected, got {tuple(frames.shape)}"
+            )
         batch = frames.shape[0]
         codes, blocks = self.encoder(rearrange(to_unit_float(frames), "b t c h w -> (b t) c h w"))
         codes = rearrange(codes, "(b t) d -> b t d", b=batch)
@@ -278,6 +287,11 @@ class SRVP(nn.Module):
                 if name not in predictions:
                     raise ValueError(f"head target {name!r} has no head; model heads: {sorted(predictions)}")
                 predicted = predictions[name].float()
+                if values.numel() != predicted.numel():
+                    raise ValueError(
+                        f"head target {name!r} of shape {tuple(values.shape)} does not match the frames: "
+                        f"expected {tuple(predicted.shape)}"
+                    )
                 values = values.float().reshape(predicted.shape)
                 mask = ~values.isnan()
                 head_loss = 0.5 * ((predicted - values.nan_to_num()) ** 2 * mask).sum() / batch
