@@ -63,7 +63,7 @@ def test_smoke_run_writes_checkpoint_logs_and_videos(trained_run):
     model, _ = load_model(run_dir / "checkpoints" / "last.pt")
     assert model.config.filters == 8
     assert sorted(losses(run_dir)) == list(range(1, 9))
-    assert any((run_dir / "tb").iterdir())
+    assert any((run_dir / "tb").iterdir()) and any((run_dir / "tb").rglob("hparams/events.out.tfevents.*"))
     assert (run_dir / "predictions.gif").stat().st_size > 0 and (run_dir / "predictions.mp4").stat().st_size > 0
     assert (run_dir / "config.yaml").read_text().count("smmnist") >= 1
 

@@ -14,6 +14,17 @@ from torch.utils.tensorboard import SummaryWriter
 from worldmodel.fileio import atomic_write
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b.c": leaf}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class RunLogger:
     """Writes `prefix/name` scalars to TensorBoard and one JSON line per logged step to metrics.jsonl.
 
@@ -52,11 +63,12 @@ class RunLogger:
         image = Summary.Image(height=video.shape[1], width=video.shape[2], colorspace=3, encoded_image_string=gif)
         self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
-    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyper-parameter table row (flattened config) with final metrics."""
+    def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Hyper-parameter table row: the run config flattened to dotted keys, with final metrics."""
         if self.writer is not None:
-            clean = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()}
-            self.writer.add_hparams(clean, {f"hparams/{k}": v for k, v in metrics.items()}, run_name="hparams")
+            params = {key: value if isinstance(value, int | float | str | bool) else str(value)
+                      for key, value in flatten(config).items()}
+            self.writer.add_hparams(params, {f"hparams/{k}": v for k, v in metrics.items()}, run_name="hparams")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -81,6 +81,8 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     try:
         last = trainer.fit(batches, preview_clips, val_clips, logger)
         videos = final_preview(trainer, preview_clips, run_dir)
+        logged = {"model": cfg.model, "trainer": cfg.trainer, "dataset": cfg.dataset, "seed": cfg.seed}
+        logger.hparams(OmegaConf.to_container(OmegaConf.create(logged), resolve=True), trainer.final_metrics())
     finally:
         logger.close()
     print(f"checkpoint: {last}\ntensorboard: {run_dir / 'tb'}\npredictions: {', '.join(map(str, videos))}")

@@ -108,7 +108,15 @@ class Trainer:
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
         self.step = 0
         self.best_val_psnr: float | None = None
+        self.last_train_values: dict[str, float] = {}
         self.checkpoint_dir = run_dir / "checkpoints"
+
+    def final_metrics(self) -> dict[str, float]:
+        """Last logged training loss parts and the best validation PSNR, for the hyper-parameter table."""
+        metrics = {name: value for name, value in self.last_train_values.items() if name in ("loss", "nll")}
+        if self.best_val_psnr is not None:
+            metrics["best_val_psnr"] = self.best_val_psnr
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
     def resume_path(self) -> Path | None:
@@ -221,6 +229,7 @@ class Trainer:
                     values = {name: (total / window).item() for name, total in sums.items()}
                     values["lr"] = self.scheduler.get_last_lr()[0]
                     values["sequences_per_s"] = window * batch.shape[0] * self.dist.world_size / max(elapsed, 1e-9)
+                    self.last_train_values = values
                     if self.dist.is_main:
                         logger.scalars(self.step, "train", values)
                     progress.set_postfix(loss=f"{values['loss']:.1f}", seq_s=f"{values['sequences_per_s']:.1f}")
