@@ -40,9 +40,9 @@ def time_decision(transition: str, device: torch.device, repeats: int, compile: 
     objective = LatentObjective(model, device=device, compile=compile)(torch.zeros(1, model.config.y_dim,
                                                                                    device=device))
     generator = torch.Generator(device).manual_seed(0)
-    warm_up = CEMPlanner(ACTION_DIM, horizon, candidates, candidates // 10, iterations=1)
+    warm_up = CEMPlanner(ACTION_DIM, horizon, candidates, max(1, candidates // 10), iterations=1)
     warm_up.plan(objective, generator=generator, device=device)
-    planner = CEMPlanner(ACTION_DIM, horizon, candidates, candidates // 10, iterations)
+    planner = CEMPlanner(ACTION_DIM, horizon, candidates, max(1, candidates // 10), iterations)
     timings = []
     for _ in range(repeats):
         synchronize(device)
