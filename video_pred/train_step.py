@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import torch
 from omegaconf import OmegaConf
 
-from video_pred.trainer import build_optimizer
-from worldmodel import SRVP, SRVPConfig
+from video_pred.trainer import build_model, build_optimizer, optimisation_step
+from worldmodel import SRVPConfig
 from worldmodel.model import ElboOutput
-from worldmodel.runtime import autocast
 
 
 @dataclass(frozen=True)
@@ -38,15 +37,13 @@ class StepOptions:
 
 
 class TrainStep:
-    """A model, its Adam optimiser and the step function, built as the Trainer builds them."""
+    """A model, its Adam optimiser and the step function, built by the Trainer's own functions."""
 
     def __init__(
         self, model_config: SRVPConfig, options: StepOptions, device: torch.device, lr: float = 3e-4
     ) -> None:
         self.options, self.device = options, device
-        self.model = SRVP(model_config).to(device)
-        if options.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = build_model(model_config, device, options.channels_last)
         trainer = OmegaConf.create(
             {
                 "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr},
@@ -59,10 +56,4 @@ class TrainStep:
 
     def __call__(self, batch: torch.Tensor) -> ElboOutput:
         """One update on uint8 clips (b t c h w); returns the ELBO output (no host synchronisation)."""
-        self.model.train()
-        with autocast(self.device, self.precision):
-            output = self.loss_fn(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        self.optimizer.step()
-        return output
+        return optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.precision)

@@ -26,7 +26,7 @@ from video_pred.distributed import DistributedContext
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
 from video_pred.metrics.frames import psnr
-from worldmodel import SRVP, SRVPConfig, load_checkpoint, save_checkpoint
+from worldmodel import SRVP, ElboOutput, SRVPConfig, load_checkpoint, save_checkpoint
 from worldmodel.checkpoint import restore_rng_state
 from worldmodel.runtime import autocast
 
@@ -75,6 +75,29 @@ def build_optimizer(trainer: DictConfig, model: torch.nn.Module, device: torch.d
     return instantiate(trainer.optimizer)(model.parameters(), **options)
 
 
+def build_model(config: SRVPConfig, device: torch.device, channels_last: bool) -> SRVP:
+    """The model on `device`, its convolutions in channels-last memory format when asked."""
+    model = SRVP(config).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def optimisation_step(
+    model: SRVP, loss_fn: Callable[[torch.Tensor], ElboOutput], optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor, precision: str,
+) -> ElboOutput:
+    """One update on uint8 clips (b t c h w): forward under `precision`, backward, optimiser step.
+
+    `loss_fn` is the model itself or its DDP / compiled wrapper. Nothing here synchronises with the host.
+    """
+    model.train()
+    with autocast(batch.device, precision):
+        output = loss_fn(batch)
+    optimizer.zero_grad(set_to_none=True)
+    output.loss.backward()
+    optimizer.step()
+    return output
+
+
 class Trainer:
     """Owns the model, optimiser, schedule and run directory of one training run (one rank of it under DDP)."""
 
@@ -84,9 +107,8 @@ class Trainer:
         self.cfg, self.device, self.run_dir = cfg, device, run_dir
         self.dist = dist or DistributedContext()
         trainer = cfg.trainer
-        self.model = SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))).to(device)
-        if trainer.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        model_config = SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+        self.model = build_model(model_config, device, trainer.channels_last)
         if device.type == "cuda":
             # Fixed input shapes at every step: let cuDNN time its algorithms once and keep the fastest.
             torch.backends.cudnn.benchmark = True
@@ -209,12 +231,7 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < stop_at:
                 batch = next(batches).to(self.device, non_blocking=True)
-                self.model.train()
-                with autocast(self.device, trainer.precision):
-                    output = self.loss_fn(batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                output.loss.backward()
-                self.optimizer.step()
+                output = optimisation_step(self.model, self.loss_fn, self.optimizer, batch, trainer.precision)
                 self.scheduler.step()
                 self.step += 1
                 # Accumulate on the device: no host synchronisation inside the step.
