@@ -26,9 +26,13 @@ from video_pred.distributed import DistributedContext
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
 from video_pred.metrics.frames import psnr
+from video_pred.protocol import FrameMetric, best_of_n, score_samples
 from worldmodel import SRVP, ElboOutput, SRVPConfig, load_checkpoint, save_checkpoint
 from worldmodel.checkpoint import restore_rng_state
 from worldmodel.runtime import autocast
+
+VALIDATION_METRIC = FrameMetric("psnr", psnr, higher_is_better=True)
+"""Model selection on validation clips uses the evaluation protocol's best-of-N PSNR."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -184,11 +188,9 @@ class Trainer:
             predictions = self.model.predict(
                 clips[:, : dataset.cond_frames], clips.shape[1] - dataset.cond_frames, self.cfg.trainer.val_samples
             )
-        truth = (
-            clips[:, None, dataset.cond_frames :].float().div(255).expand_as(predictions[:, :, dataset.cond_frames :])
-        )
-        scores = psnr(predictions[:, :, dataset.cond_frames :].float().flatten(0, 1), truth.flatten(0, 1))
-        best = scores.view(*predictions.shape[:2], -1).mean(dim=2).max(dim=1).values
+        truth = clips[:, dataset.cond_frames :].float().div(255)
+        scores = score_samples(predictions[:, :, dataset.cond_frames :].float(), truth, [VALIDATION_METRIC])
+        best = best_of_n(scores[VALIDATION_METRIC.name], VALIDATION_METRIC.higher_is_better).mean(dim=1)
         return best.mean().item()
 
     @torch.no_grad()
