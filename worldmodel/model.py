@@ -224,10 +224,11 @@ class SRVP(nn.Module):
         actions: torch.Tensor | None = None,
         dt: float | None = None,
         encoded: Encoded | None = None,
+        skips: list[torch.Tensor] | None = None,
     ) -> Observation:
         """Infer the latents of observed frames (b t c h w): y_1 and z from their posteriors (sampled),
         w from k frames (random at training, last k otherwise), skips from one frame (random at training,
-        the last otherwise)."""
+        the last otherwise) unless the caller gives them (`predict` selects them before expanding samples)."""
         cfg = self.config
         encoded = self.encode(frames) if encoded is None else encoded
         codes = encoded.codes
@@ -235,11 +236,11 @@ class SRVP(nn.Module):
         if length < cfg.y1_frames:
             raise ValueError(f"y_1 is inferred from {cfg.y1_frames} frames but only {length} were given")
         rows = torch.arange(batch, device=codes.device)
-        content = skips = None
+        content = None
         if cfg.use_content:
             picked = self._content_indices(batch, length, cfg.content_frames, codes.device)
             content = self.infer_content(codes[rows[:, None], picked])
-        if cfg.skip:
+        if cfg.skip and skips is None:
             frame = picked[:, -1]
             skips = [block[rows, frame] for block in encoded.blocks]
         q_y1 = self.infer_y1(codes[:, : cfg.y1_frames])
@@ -327,22 +328,25 @@ class SRVP(nn.Module):
         Each sample re-infers y_1 and z_2..z_k from their posteriors, then draws z from the prior for
         `horizon` more frames. Returns (b, num_samples, k + horizon, c, h, w): reconstructions of the
         conditioning frames then predictions; with `all_substeps`, every Euler state is decoded
-        ((k + horizon - 1) / dt + 1 frames), for frame-rate up-sampling.
+        ((k + horizon - 1) / dt + 1 frames), for frame-rate up-sampling. Skips come from one frame per clip
+        (the last conditioning frame in eval mode), shared by its samples.
         """
         cfg = self.config
         batch, cond_length = cond_frames.shape[:2]
         encoded = self.encode(cond_frames)
-        expanded = Encoded(
-            repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples),
-            [repeat(block, "b t c h w -> (b n) t c h w", n=num_samples) for block in encoded.blocks]
-            if cfg.skip
-            else [],
-        )
+        skips = None
+        if cfg.skip:
+            # Select the skip frame before expanding to samples: copying every frame's encoder blocks
+            # num_samples times would cost gigabytes for VGG models at 100 samples.
+            frame = self._content_indices(batch, cond_length, cfg.content_frames, cond_frames.device)[:, -1]
+            rows = torch.arange(batch, device=cond_frames.device)
+            skips = [repeat(block[rows, frame], "b c h w -> (b n) c h w", n=num_samples) for block in encoded.blocks]
+        expanded = Encoded(repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples), [])
         cond_actions = future_actions = None
         if actions is not None:
             actions = repeat(actions, "b t a -> (b n) t a", n=num_samples)
             cond_actions, future_actions = actions[:, : cond_length - 1], actions[:, cond_length - 1 :]
-        observation = self.observe(None, cond_actions, dt, encoded=expanded)
+        observation = self.observe(None, cond_actions, dt, encoded=expanded, skips=skips)
         future = self.imagine(observation.states[:, -1], horizon, dt, actions=future_actions, prior_mean=prior_mean)
         if all_substeps:
             states = torch.cat([observation.rollout.states, future.states[:, 1:]], dim=1)
