@@ -31,17 +31,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from video_pred import data
-from video_pred.metrics import frames
 from video_pred.metrics.i3d import i3d_features, load_i3d
-from video_pred.protocol import FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
+from video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
 from worldmodel import load_model
 from worldmodel.fileio import atomic_write
 from worldmodel.runtime import resolve_device
 
-FRAME_METRICS = {
-    "psnr": FrameMetric("psnr", frames.psnr, higher_is_better=True),
-    "ssim": FrameMetric("ssim", frames.ssim, higher_is_better=True),
-}
 LPIPS = "lpips"
 
 

@@ -21,6 +21,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 from tqdm import tqdm
 
+from video_pred.metrics import frames
 from video_pred.metrics.fvd import fvd_mean_ci95
 from video_pred.metrics.stats import mean_ci95
 from worldmodel import SRVP
@@ -34,6 +35,13 @@ class FrameMetric:
     name: str
     compute: Callable[[Tensor, Tensor], Tensor]
     higher_is_better: bool
+
+
+FRAME_METRICS = {
+    "psnr": FrameMetric("psnr", frames.psnr, higher_is_better=True),
+    "ssim": FrameMetric("ssim", frames.ssim, higher_is_better=True),
+}
+"""The per-frame metrics computed directly on videos (LPIPS needs its network: `per_image_metric`)."""
 
 
 @dataclass(frozen=True)

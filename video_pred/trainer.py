@@ -25,14 +25,10 @@ from tqdm import tqdm
 from video_pred.distributed import DistributedContext
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
-from video_pred.metrics.frames import psnr
-from video_pred.protocol import FrameMetric, best_of_n, score_samples
+from video_pred.protocol import FRAME_METRICS, best_of_n, score_samples
 from worldmodel import SRVP, ElboOutput, SRVPConfig, load_checkpoint, save_checkpoint
 from worldmodel.checkpoint import restore_rng_state
 from worldmodel.runtime import autocast
-
-VALIDATION_METRIC = FrameMetric("psnr", psnr, higher_is_better=True)
-"""Model selection on validation clips uses the evaluation protocol's best-of-N PSNR."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,8 +82,11 @@ def build_model(config: SRVPConfig, device: torch.device, channels_last: bool) -
 
 
 def optimisation_step(
-    model: SRVP, loss_fn: Callable[[torch.Tensor], ElboOutput], optimizer: torch.optim.Optimizer,
-    batch: torch.Tensor, precision: str,
+    model: SRVP,
+    loss_fn: Callable[[torch.Tensor], ElboOutput],
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    precision: str,
 ) -> ElboOutput:
     """One update on uint8 clips (b t c h w): forward under `precision`, backward, optimiser step.
 
@@ -189,8 +188,9 @@ class Trainer:
                 clips[:, : dataset.cond_frames], clips.shape[1] - dataset.cond_frames, self.cfg.trainer.val_samples
             )
         truth = clips[:, dataset.cond_frames :].float().div(255)
-        scores = score_samples(predictions[:, :, dataset.cond_frames :].float(), truth, [VALIDATION_METRIC])
-        best = best_of_n(scores[VALIDATION_METRIC.name], VALIDATION_METRIC.higher_is_better).mean(dim=1)
+        # Model selection uses the evaluation protocol's best-of-N PSNR.
+        scores = score_samples(predictions[:, :, dataset.cond_frames :].float(), truth, [FRAME_METRICS["psnr"]])
+        best = best_of_n(scores["psnr"], higher_is_better=True).mean(dim=1)
         return best.mean().item()
 
     @torch.no_grad()
