@@ -1,5 +1,6 @@
-"""The fast training step (channels-last, foreach/fused Adam, torch.compile) computes what the plain eager
-float32 step computes: same loss parts and gradients on a fixed batch with fixed seeds, same Adam update."""
+"""The fast training step (channels-last, foreach/fused Adam, factorised decoder, torch.compile) computes what
+the plain eager float32 step computes: same loss parts and gradients on a fixed batch with fixed seeds, same
+Adam update; the factorised decoder equals the literal one to float64 rounding."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import torch
 
 from video_pred.train_step import StepOptions, TrainStep
 from worldmodel import SRVPConfig
+from worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 
 TINY = {
-    "filters": 8, "code_dim": 16, "y_dim": 4, "z_dim": 4, "content_dim": 16, "inf_hidden": 32, "fwd_hidden": 32,
-    "lstm_hidden": 16, "y1_frames": 2, "content_frames": 2,
+    "filters": 8,
+    "code_dim": 16,
+    "y_dim": 4,
+    "z_dim": 4,
+    "content_dim": 16,
+    "inf_hidden": 32,
+    "fwd_hidden": 32,
+    "lstm_hidden": 16,
+    "y1_frames": 2,
+    "content_frames": 2,
 }
 VARIANTS = {
     "dcgan": SRVPConfig(**TINY),
@@ -49,9 +59,9 @@ def step_mismatches(reference: tuple[dict, dict], candidate: tuple[dict, dict]) 
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_channels_last_step_equals_the_eager_step(variant):
+def test_fast_step_equals_the_eager_step(variant):
     config = VARIANTS[variant]
-    fast = StepOptions(channels_last=True, fused_optimizer=True)
+    fast = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True)
     assert step_mismatches(run_step(config, StepOptions()), run_step(config, fast)) == []
 
 
@@ -86,5 +96,54 @@ def test_compiled_step_equals_the_eager_step():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(inductor_config, "fallback_random", True)
         config = VARIANTS["dcgan"]
-        compiled = StepOptions(channels_last=True, fused_optimizer=True, compile=True)
+        compiled = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True, compile=True)
         assert step_mismatches(run_step(config, StepOptions()), run_step(config, compiled)) == []
+
+
+def decoder_pass(arch: str, skip: bool, factorised: bool, clips: int = 2, latents_per_clip: int = 3) -> list:
+    """Output and every gradient (weights, BatchNorm, latents, skips) of a train-mode float64 decoder pass
+    where each clip's skips serve `latents_per_clip` consecutive latents."""
+    torch.manual_seed(0)
+    encoder, decoder = build_encoder(arch, 3, 16, 8).double(), build_decoder(arch, 3, 10, 8, skip).double()
+    decoder.factorised = factorised
+    _, blocks = encoder(torch.rand(clips, 3, 64, 64, dtype=torch.float64))
+    skips = [block.detach().requires_grad_() for block in blocks] if skip else None
+    latent = torch.randn(clips * latents_per_clip, 10, dtype=torch.float64, requires_grad=True)
+    output = decoder(latent, skips)
+    weights = torch.rand(output.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (output * weights).sum().backward()
+    return [
+        output,
+        latent.grad,
+        *(parameter.grad for parameter in decoder.parameters()),
+        *(block.grad for block in skips or []),
+    ]
+
+
+@pytest.mark.parametrize(("arch", "skip"), [("vgg", True), ("vgg", False), ("dcgan", True)])
+def test_factorised_decoder_equals_the_literal_decoder(arch, skip):
+    literal, factorised = decoder_pass(arch, skip, False), decoder_pass(arch, skip, True)
+    for reference, candidate in zip(literal, factorised, strict=True):
+        torch.testing.assert_close(candidate, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_a_shared_skip_reaches_exactly_the_latents_it_serves():
+    torch.manual_seed(0)
+    decoder = build_decoder("vgg", 3, 10, 8, skip=True).eval()
+    skips = [torch.rand(2, 8 * width, 64 // 2**stage, 64 // 2**stage) for stage, width in enumerate([1, 2, 4, 8])]
+    latent = torch.randn(6, 10)
+    with torch.no_grad():
+        base = decoder(latent, skips)
+        skips[2][1] += 1.0
+        changed = (decoder(latent, skips) - base).abs().flatten(1).amax(dim=1)
+    assert changed[:3].max() == 0 and changed[3:].min() > 0
+
+
+def test_folded_upsampling_conv_is_the_upsampled_conv():
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 5, 6, 7, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4, 5, 3, 3, generator=generator, dtype=torch.float64)
+    upsampled = torch.nn.functional.interpolate(hidden, scale_factor=2, mode="nearest")
+    expected = torch.nn.functional.conv2d(upsampled, weight, padding=1)
+    folded = torch.nn.functional.conv_transpose2d(hidden, upsampled_conv3x3_as_transposed(weight), stride=2, padding=1)
+    torch.testing.assert_close(folded, expected, rtol=1e-12, atol=1e-12)

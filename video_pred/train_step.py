@@ -2,8 +2,9 @@
 that benchmarks and the fast-path test run side by side with the plain eager float32 step.
 
 The switches are those of `configs/trainer/default.yaml`: channels-last convolutions, the fused (CUDA) or
-foreach (CPU) Adam update, torch.compile of the loss and bf16 autocast. With every switch off this is the
-straightforward eager float32 implementation of the same model.
+foreach (CPU) Adam update, torch.compile of the loss and bf16 autocast, plus the factorised decoder the
+Trainer always uses. With every switch off this is the straightforward eager float32 implementation of the
+same model.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class StepOptions:
     """torch.compile the loss (inductor)."""
     bf16: bool = False
     """bf16 autocast for forward and backward (weights and optimiser stay float32)."""
+    factorised_decoder: bool = False
+    """The decoder's shared-skip and folded-upsampling convolutions (`FrameDecoder.factorised`, on in the
+    Trainer); off, the literal concatenation of the skips with the upsampled input."""
 
     def label(self) -> str:
         names = [name for name, on in vars(self).items() if on]
@@ -39,11 +43,10 @@ class StepOptions:
 class TrainStep:
     """A model, its Adam optimiser and the step function, built by the Trainer's own functions."""
 
-    def __init__(
-        self, model_config: SRVPConfig, options: StepOptions, device: torch.device, lr: float = 3e-4
-    ) -> None:
+    def __init__(self, model_config: SRVPConfig, options: StepOptions, device: torch.device, lr: float = 3e-4) -> None:
         self.options, self.device = options, device
         self.model = build_model(model_config, device, options.channels_last)
+        self.model.decoder.factorised = options.factorised_decoder
         trainer = OmegaConf.create(
             {
                 "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr},

@@ -8,6 +8,7 @@ output on channels before each block.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -47,7 +48,20 @@ class FrameEncoder(nn.Module):
 
 
 class FrameDecoder(nn.Module):
-    """Decoder: a stem from the latent vector, then blocks that optionally take skips; sigmoid output."""
+    """Decoder: a stem from the latent vector, then blocks that optionally take skips; sigmoid output.
+
+    With skips, each block's input is [h, skip] on channels. Every skip is shared by consecutive latents
+    (all frames of a clip, all samples of a test clip), and VGG blocks start with a 3x3 convolution of a
+    nearest x2 upsampled input. `factorised` (default) exploits both without changing the function: a
+    block's first convolution is linear in its input, so it is computed as conv(h) + conv(skip) with the
+    skip term once per skip instead of once per latent, and upsample-then-3x3-conv as the equal stride-2
+    4x4 transposed convolution on the low-resolution input (16 instead of 36 multiply-adds per input pixel
+    and channel pair). On the KTH model this removes about a third of the decoder's arithmetic, in
+    training and in sampling. `factorised = False` runs the literal concatenation (the reference of the
+    equality tests and the benchmark baseline). The module tree, so the parameter names, is the same.
+    """
+
+    factorised: bool = True
 
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], skip: bool) -> None:
         super().__init__()
@@ -56,15 +70,118 @@ class FrameDecoder(nn.Module):
         self.skip = skip
 
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """latent (n d), skips (encoder block outputs, highest resolution first) -> frames (n c h w) in [0, 1]."""
+        """latent (n d), skips [(s ch h w)] (encoder block outputs, highest resolution first) -> frames
+        (n c h w) in [0, 1]. s divides n: skip i serves latents i * n/s to (i + 1) * n/s - 1."""
         if self.skip != (skips is not None):
             raise ValueError(f"decoder built with skip={self.skip} was given skips={skips is not None}")
-        hidden = self.stem(latent[:, :, None, None])
-        for index, block in enumerate(self.blocks):
-            if skips is not None:
-                hidden = torch.cat([hidden, skips[-1 - index]], dim=1)
-            hidden = block(hidden)
+        if skips is not None and latent.shape[0] % skips[0].shape[0]:
+            raise ValueError(f"{skips[0].shape[0]} skips cannot be shared by {latent.shape[0]} latents")
+        block_skips = [None] * len(self.blocks) if skips is None else skips[::-1]
+        if not self.factorised:
+            hidden = self.stem(latent[:, :, None, None])
+            for block, skip in zip(self.blocks, block_skips, strict=True):
+                if skip is not None:
+                    skip = skip.repeat_interleave(hidden.shape[0] // skip.shape[0], dim=0)
+                    hidden = torch.cat([hidden, skip], dim=1)
+                hidden = block(hidden)
+            return torch.sigmoid(hidden)
+        hidden, upsample_pending = run_deferring_upsampling(leaf_layers(self.stem), latent[:, :, None, None])
+        for block, skip in zip(self.blocks, block_skips, strict=True):
+            entry, *rest = leaf_layers(block)
+            hidden = entry_convolution(entry, hidden, skip, upsample_pending)
+            hidden, upsample_pending = run_deferring_upsampling(rest, hidden)
+        if upsample_pending:
+            hidden = F.interpolate(hidden, scale_factor=2, mode="nearest")
         return torch.sigmoid(hidden)
+
+
+def leaf_layers(module: nn.Module) -> list[nn.Module]:
+    """The layers of a chain of (nested) Sequentials, in execution order."""
+    return [layer for layer in module.modules() if not isinstance(layer, nn.Sequential)]
+
+
+def is_nearest_x2(layer: nn.Module) -> bool:
+    return (
+        isinstance(layer, nn.Upsample)
+        and layer.mode == "nearest"
+        and layer.size is None
+        and layer.scale_factor in (2, 2.0, (2, 2), (2.0, 2.0))
+    )
+
+
+def run_deferring_upsampling(layers: list[nn.Module], hidden: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Run `layers`, except a final nearest x2 upsampling, left to the next block's first convolution;
+    returns the output and whether that upsampling is still due."""
+    if layers and is_nearest_x2(layers[-1]):
+        *layers, _ = layers
+        pending = True
+    else:
+        pending = False
+    for layer in layers:
+        hidden = layer(hidden)
+    return hidden, pending
+
+
+def folds_upsampling(conv: nn.Module) -> bool:
+    """Whether `conv` is a 3x3 'same' convolution, which `upsampled_conv3x3_as_transposed` applies to."""
+    return (
+        type(conv) is nn.Conv2d
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def upsampled_conv3x3_as_transposed(weight: torch.Tensor) -> torch.Tensor:
+    """Weight (o i 3 3) of a 3x3 'same' convolution of a nearest x2 upsampled input -> weight (i o 4 4) of
+    the stride-2, padding-1 transposed convolution of the input itself that computes the same output.
+
+    Along each axis, output pixel 2j sees input pixels j-1 (tap w0) and j (taps w1 + w2), output pixel
+    2j+1 sees j (w0 + w1) and j+1 (w2); the transposed kernel holds these sums at offsets 3, 1, 2, 0.
+    """
+    for axis in (-1, -2):
+        w0, w1, w2 = weight.unbind(axis)
+        weight = torch.stack([w2, w1 + w2, w0 + w1, w0], dim=axis)
+    return weight.transpose(0, 1)
+
+
+def convolve(
+    conv: nn.Conv2d | nn.ConvTranspose2d, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """`conv`'s operation with another weight (a slice of its input channels) and bias."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(
+            inputs, weight, bias, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation
+        )
+    return F.conv2d(inputs, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def entry_convolution(conv: nn.Module, hidden: torch.Tensor, skip: torch.Tensor | None, upsample: bool) -> torch.Tensor:
+    """`conv` of [nearest_x2(hidden) if `upsample`, skip shared by consecutive rows of hidden], computed
+    as the sum of the convolutions of both parts (see `FrameDecoder`)."""
+    fold = upsample and folds_upsampling(conv)
+    if upsample and not fold:
+        hidden = F.interpolate(hidden, scale_factor=2, mode="nearest")
+    if skip is None and not fold:
+        return conv(hidden)
+    if not isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) or conv.padding_mode != "zeros":
+        raise ValueError(f"a skip can only enter a decoder block through a zero-padded convolution, not {conv}")
+    channel_axis = 0 if isinstance(conv, nn.ConvTranspose2d) else 1
+    hidden_weight, skip_weight = conv.weight.split(
+        [hidden.shape[1], conv.weight.shape[channel_axis] - hidden.shape[1]], dim=channel_axis
+    )
+    if fold:
+        output = F.conv_transpose2d(hidden, upsampled_conv3x3_as_transposed(hidden_weight), conv.bias, 2, 1)
+    else:
+        output = convolve(conv, hidden, hidden_weight, conv.bias)
+    if skip is not None:
+        skip_term = convolve(conv, skip, skip_weight, None)
+        # In place on the (n c h w) output keeps its memory format (channels-last stays channels-last).
+        output.unflatten(0, (skip.shape[0], -1)).add_(skip_term.unsqueeze(1))
+    return output
 
 
 def dcgan_encoder(channels: int, code_dim: int, filters: int = 64) -> FrameEncoder:

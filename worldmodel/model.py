@@ -50,7 +50,8 @@ class Observation(NamedTuple):
     content: torch.Tensor | None
     """w (b, content_dim) or None without content."""
     skips: list[torch.Tensor] | None
-    """Encoder block outputs of one content frame per clip, each (b ch h w), or None."""
+    """Encoder block outputs of one content frame per clip, each (s ch h w) with s = b, or s = b / n when
+    the caller shares each clip's skips with its n samples (`predict`); None without skips."""
     q_y1: Gaussian
     """Posterior on y_1."""
     q_z: Gaussian | None
@@ -198,15 +199,15 @@ class SRVP(nn.Module):
     def decode(
         self, states: torch.Tensor, content: torch.Tensor | None, skips: list[torch.Tensor] | None
     ) -> torch.Tensor:
-        """states (b t ny), content (b dw), skips [(b ch h w)] -> frames (b t c h w) in [0, 1]."""
+        """states (b t ny), content (b dw), skips [(s ch h w)] -> frames (b t c h w) in [0, 1].
+
+        s divides b: each skip serves b/s consecutive sequences (the samples of one clip in `predict`); the
+        decoder computes a skip's contribution once for all the frames it serves."""
         batch, length = states.shape[:2]
         latent = states
         if content is not None:
             latent = torch.cat([repeat(content, "b d -> b t d", t=length).to(states.dtype), states], dim=-1)
-        flat_skips = None
-        if skips is not None:
-            flat_skips = [repeat(skip, "b c h w -> (b t) c h w", t=length) for skip in skips]
-        frames = self.decoder(rearrange(latent, "b t d -> (b t) d"), flat_skips)
+        frames = self.decoder(rearrange(latent, "b t d -> (b t) d"), skips)
         return rearrange(frames, "(b t) c h w -> b t c h w", b=batch)
 
     # ------------------------------------------------------------------ inference
@@ -336,11 +337,11 @@ class SRVP(nn.Module):
         encoded = self.encode(cond_frames)
         skips = None
         if cfg.skip:
-            # Select the skip frame before expanding to samples: copying every frame's encoder blocks
-            # num_samples times would cost gigabytes for VGG models at 100 samples.
+            # One skip per clip, shared by its samples (never copied num_samples times: gigabytes for VGG
+            # models at 100 samples, and the decoder computes a shared skip's contribution once).
             frame = self._content_indices(batch, cond_length, cfg.content_frames, cond_frames.device)[:, -1]
             rows = torch.arange(batch, device=cond_frames.device)
-            skips = [repeat(block[rows, frame], "b c h w -> (b n) c h w", n=num_samples) for block in encoded.blocks]
+            skips = [block[rows, frame] for block in encoded.blocks]
         expanded = Encoded(repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples), [])
         cond_actions = future_actions = None
         if actions is not None:
