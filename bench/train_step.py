@@ -2,9 +2,13 @@
 
 Models are the paper's SM-MNIST (DCGAN, 15 frames) and KTH (VGG with skips, dt=1/2, 20 frames) configs,
 composed from `configs/` as `srvp-train` composes them. The baseline is our own model with every switch
-off (eager, float32, contiguous, default Adam); the fast path adds channels-last and foreach/fused Adam,
-plus torch.compile (`--compile`) and bf16 autocast (`--bf16`). Both run in the same process, alternating
-step by step, so load on the machine hits them alike; the ratio is fast / baseline throughput.
+off (eager, float32, contiguous, default Adam, literal decoder); then channels-last with foreach/fused
+Adam, then the Trainer's default which adds the factorised decoder, plus torch.compile (`--compile`) and
+bf16 autocast (`--bf16`) on top of it. All variants run in the same process, alternating step by step, so
+load on the machine hits them alike; the speed-up is baseline / variant step time.
+Each variant's convolution and matmul work is counted once (torch.utils.flop_counter, forward + backward),
+and its rate compared with this device's float32 matmul rate, measured in the same run: a variant near
+that rate is bound by arithmetic and gets faster only with less arithmetic or lower precision.
 Run: `.venv/bin/python bench/train_step.py --device cpu --batch-sizes 4 --steps 3`.
 """
 
@@ -13,14 +17,16 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
 import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
 from video_pred.train_step import StepOptions, TrainStep
+from video_pred.trainer import optimisation_step
 from worldmodel import SRVPConfig
 
 DATASETS = {"smmnist": [], "kth": ["dataset.root=unused"]}
@@ -35,10 +41,11 @@ def paper_setting(name: str) -> tuple[SRVPConfig, int]:
 
 @dataclass
 class Timing:
-    """Seconds of the timed steps of one variant, and its peak memory."""
+    """Seconds of the timed steps of one variant, its peak memory and its arithmetic per step."""
 
     seconds: list[float]
     peak_mib: float
+    flops: int = 0
 
     @property
     def median(self) -> float:
@@ -57,6 +64,27 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def step_flops(runner: TrainStep, clips: torch.Tensor) -> int:
+    """Floating-point operations of one eager step of `runner`'s model (convolutions and matmuls, forward
+    and backward; torch.compile and autocast change how fast they run, not how many there are)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        optimisation_step(runner.model, runner.model, runner.optimizer, clips, "fp32")
+    return counter.get_total_flops()
+
+
+def matmul_flops_per_second(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """float32 FLOP/s of a square matmul on `device`: the arithmetic rate a convolution step can approach."""
+    left, right = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    torch.mm(left, right)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(left, right)
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
 def time_variants(
     model_config: SRVPConfig, length: int, batch: int, variants: list[StepOptions], device: torch.device, steps: int
 ) -> list[Timing]:
@@ -67,9 +95,10 @@ def time_variants(
         torch.manual_seed(0)
         runners.append(TrainStep(model_config, options, device))
     timings = [Timing([], 0.0) for _ in variants]
-    for runner in runners:
+    for runner, timing in zip(runners, timings, strict=True):
         for _ in range(2):
             runner(clips)
+        timing.flops = step_flops(runner, clips)
     synchronize(device)
     for _ in range(steps):
         for runner, timing in zip(runners, timings, strict=True):
@@ -99,23 +128,36 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.set_float32_matmul_precision("high")
-    fast = StepOptions(channels_last=True, fused_optimizer=True)
-    variants = [StepOptions(), fast]
+    variants = [
+        StepOptions(),
+        StepOptions(channels_last=True, fused_optimizer=True),
+        StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True),
+    ]
+    default = variants[-1]
     if args.bf16:
-        variants.append(StepOptions(channels_last=True, fused_optimizer=True, bf16=True))
+        variants.append(replace(default, bf16=True))
     if args.compile:
-        variants.append(StepOptions(channels_last=True, fused_optimizer=True, compile=True, bf16=args.bf16))
-    print(f"device={device} threads={torch.get_num_threads()} baseline=our model, every switch off (eager fp32)")
-    print(f"{'setting':<8} {'batch':>5} {'variant':<45} {'step s':>8} {'seq/s':>8} {'peak MiB':>9} {'speed-up':>8}")
+        variants.append(replace(default, compile=True, bf16=args.bf16))
+    matmul_rate = matmul_flops_per_second(device)
+    print(
+        f"device={device} threads={torch.get_num_threads()} float32 matmul {matmul_rate / 1e9:.0f} GFLOP/s; "
+        "baseline = our model with every switch off (eager fp32, literal decoder)"
+    )
+    print(
+        f"{'setting':<8} {'batch':>5} {'variant':<64} {'step s':>8} {'seq/s':>8} {'peak MiB':>9} "
+        f"{'GFLOP':>7} {'GFLOP/s':>8} {'of mm':>6} {'speed-up':>8}"
+    )
     for name in args.datasets:
         model_config, length = paper_setting(name)
         for batch in args.batch_sizes:
             timings = time_variants(model_config, length, batch, variants, device, args.steps)
             for options, timing in zip(variants, timings, strict=True):
                 ratio = timings[0].median / timing.median
+                rate = timing.flops / timing.median
                 print(
-                    f"{name:<8} {batch:>5} {options.label():<45} {timing.median:>8.3f} "
-                    f"{batch / timing.median:>8.2f} {timing.peak_mib:>9.0f} {ratio:>7.2f}x"
+                    f"{name:<8} {batch:>5} {options.label():<64} {timing.median:>8.3f} "
+                    f"{batch / timing.median:>8.2f} {timing.peak_mib:>9.0f} {timing.flops / 1e9:>7.1f} "
+                    f"{rate / 1e9:>8.1f} {rate / matmul_rate:>6.0%} {ratio:>7.2f}x"
                 )
 
 
