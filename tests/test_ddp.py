@@ -1,9 +1,13 @@
-"""DDP training on CPU: two gloo processes train a tiny SRVP on different draws and end with identical weights."""
+"""DDP training on CPU: two gloo processes train a tiny SRVP on different draws and end with identical weights;
+a SIGTERM seen by one rank stops both at the same step, and the resumed run is bit-identical to an
+uninterrupted one (every rank restores its own RNG states)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +27,7 @@ from worldmodel.runtime import seed_everything
 
 WORLD_SIZE = 2
 GLOBAL_BATCH = 4
-STEPS = 3
+STEPS = 4
 CLIP_SHAPE = (6, 1, 64, 64)
 
 
@@ -40,7 +44,15 @@ def flat_weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([parameter.detach().flatten() for parameter in model.parameters()])
 
 
-def _rank_worker(rank: int, port: int, out_dir: str) -> None:
+def terminated_at(batches: Iterator[torch.Tensor], draw: int) -> Iterator[torch.Tensor]:
+    """`batches`, sending SIGTERM to this process when batch number `draw` (from 1) is taken."""
+    for index, batch in enumerate(batches, start=1):
+        if index == draw:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield batch
+
+
+def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_rank1_at: int | None) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
         WORLD_SIZE=str(WORLD_SIZE),
@@ -51,23 +63,29 @@ def _rank_worker(rank: int, port: int, out_dir: str) -> None:
     with initialize_config_module(config_module="configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=["debug=tiny", f"trainer.max_steps={STEPS}", "trainer.video_every=1000", "logger.enabled=false",
-                       f"run_dir={out_dir}/run", f"trainer.batch_size={GLOBAL_BATCH}"],
+            overrides=["debug=tiny", f"trainer.max_steps={max_steps}", "trainer.video_every=1000",
+                       "logger.enabled=false", f"run_dir={run_dir}", f"trainer.batch_size={GLOBAL_BATCH}"],
         )
     # Each rank builds different weights: DistributedDataParallel must broadcast rank 0's.
     seed_everything(100 + rank)
     built = flat_weights(SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))))
     seed_everything(100 + rank)
-    trainer = Trainer(cfg, device, Path(cfg.run_dir), context)
+    trainer = Trainer(cfg, device, Path(run_dir), context)
     initial = flat_weights(trainer.model)
+    resume_from = trainer.resume_path()
+    if resume_from is not None:
+        trainer.load(resume_from)
     batches = training_loader(
-        IndexedClips(), per_rank_batch(GLOBAL_BATCH, WORLD_SIZE), 0, 0, seed=0, rank=rank, world_size=WORLD_SIZE
+        IndexedClips(), per_rank_batch(GLOBAL_BATCH, WORLD_SIZE), trainer.step, 0, seed=0, rank=rank,
+        world_size=WORLD_SIZE,
     )
-    logger = RunLogger(cfg.run_dir, enabled=False) if context.is_main else None
+    if sigterm_rank1_at is not None and rank == 1:
+        batches = terminated_at(batches, sigterm_rank1_at)
+    logger = RunLogger(run_dir, enabled=False) if context.is_main else None
     preview = torch.stack([IndexedClips()[index] for index in range(2)])
     trainer.fit(batches, preview, None, logger)
-    weights = {"built": built, "initial": initial, "final": flat_weights(trainer.model)}
-    torch.save(weights, Path(out_dir) / f"rank{rank}.pt")
+    weights = {"built": built, "initial": initial, "final": flat_weights(trainer.model), "step": trainer.step}
+    torch.save(weights, Path(run_dir) / f"rank{rank}.pt")
     teardown(context)
 
 
@@ -77,15 +95,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def train_two_ranks(run_dir: Path, max_steps: int, sigterm_rank1_at: int | None = None) -> list[dict]:
+    """Run both gloo ranks on `run_dir` (resuming from its last.pt when there); what each ended with."""
+    args = (free_port(), str(run_dir), max_steps, sigterm_rank1_at)
+    mp.start_processes(_rank_worker, args=args, nprocs=WORLD_SIZE, start_method="spawn")
+    return [torch.load(run_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return train_two_ranks(tmp_path_factory.mktemp("ddp") / "run", STEPS)
+
+
 @pytest.mark.timeout(120)
-def test_two_gloo_ranks_end_with_identical_trained_weights(tmp_path):
-    mp.start_processes(_rank_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, start_method="spawn")
-    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+def test_two_gloo_ranks_end_with_identical_trained_weights(uninterrupted):
+    ranks = uninterrupted
     assert not torch.equal(ranks[0]["built"], ranks[1]["built"])  # the test can tell ranks apart
     assert torch.equal(ranks[1]["initial"], ranks[0]["built"])  # rank 0's weights were broadcast
     assert torch.equal(ranks[0]["final"], ranks[1]["final"])
     assert not torch.allclose(ranks[0]["final"], ranks[0]["initial"])
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()  # rank 0 wrote its checkpoint
+    assert ranks[0]["step"] == ranks[1]["step"] == STEPS
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_on_one_rank_stops_both_and_the_resumed_run_equals_the_uninterrupted_one(tmp_path, uninterrupted):
+    stopped = train_two_ranks(tmp_path / "run", STEPS, sigterm_rank1_at=2)
+    assert stopped[0]["step"] == stopped[1]["step"] == 2  # rank 0 never saw the signal but stopped with rank 1
+    assert torch.equal(stopped[0]["final"], stopped[1]["final"])
+    payload = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["step"] == 2 and len(payload["extra"]["rank_rng"]) == WORLD_SIZE
+    resumed = train_two_ranks(tmp_path / "run", STEPS)
+    # Each rank resumed its own noise (posterior samples, content frames) and its data draws: bit-identical.
+    assert resumed[0]["step"] == resumed[1]["step"] == STEPS
+    assert torch.equal(resumed[0]["final"], uninterrupted[0]["final"])
 
 
 def test_global_batch_must_split_between_ranks():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -86,3 +87,27 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
             f"use a multiple of {world_size}"
         )
     return batch_size // world_size
+
+
+def host_group(context: DistributedContext) -> dist.ProcessGroup | None:
+    """A gloo group over all ranks for small host-side exchanges (stop flags, RNG states) that must not
+    wait on the GPU stream; None for a single process. Every rank must call it, in the same order."""
+    return dist.new_group(backend="gloo") if context.enabled else None
+
+
+def any_rank(flag: bool, group: dist.ProcessGroup | None) -> bool:
+    """Whether `flag` is set on at least one rank of `group` (collective; `flag` itself without a group)."""
+    if group is None:
+        return flag
+    tensor = torch.tensor(int(flag))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=group)
+    return bool(tensor.item())
+
+
+def gather_from_ranks(value: Any, group: dist.ProcessGroup | None) -> list[Any]:
+    """Every rank's `value`, indexed by rank (collective; [value] without a group)."""
+    if group is None:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(values, value, group=group)
+    return values

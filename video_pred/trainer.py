@@ -10,6 +10,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from video_pred.distributed import DistributedContext
+from video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
 from video_pred.protocol import FRAME_METRICS, best_of_n, score_samples
 from worldmodel import SRVP, ElboOutput, SRVPConfig, load_checkpoint, save_checkpoint
-from worldmodel.checkpoint import restore_rng_state
-from worldmodel.runtime import autocast
+from worldmodel.checkpoint import capture_rng_state, restore_rng_state
+from worldmodel.runtime import autocast, seed_everything
 
 
 class NonFiniteLossError(RuntimeError):
@@ -131,6 +132,7 @@ class Trainer:
             self.optimizer, constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
         )
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
+        self.host_group = host_group(self.dist)
         self.step = 0
         self.best_val_psnr: float | None = None
         self.last_train_values: dict[str, float] = {}
@@ -161,12 +163,29 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.step = payload["step"]
-        self.best_val_psnr = payload.get("extra", {}).get("best_val_psnr")
-        restore_rng_state(payload["rng"])
+        extra = payload.get("extra", {})
+        self.best_val_psnr = extra.get("best_val_psnr")
+        rank_states = extra.get("rank_rng", [payload["rng"]])
+        if len(rank_states) == self.dist.world_size:
+            restore_rng_state(rank_states[self.dist.rank])
+        else:
+            # Another number of processes than the saved run: each rank gets its own deterministic noise, no
+            # longer the draws an uninterrupted run would have made.
+            seed_everything(self.cfg.seed + self.dist.rank + self.dist.world_size * self.step)
+            if self.dist.is_main:
+                print(
+                    f"{path} holds the RNG states of {len(rank_states)} processes, this run has "
+                    f"{self.dist.world_size}: every rank was re-seeded"
+                )
 
-    def save(self, name: str) -> Path:
-        """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate."""
-        extra = {"best_val_psnr": self.best_val_psnr} if self.best_val_psnr is not None else None
+    def save(self, name: str, rank_rng: list[dict[str, Any]] | None = None) -> Path:
+        """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate; `rank_rng`
+        holds every rank's RNG states under DDP, so each rank resumes its own noise."""
+        extra: dict[str, Any] = {}
+        if self.best_val_psnr is not None:
+            extra["best_val_psnr"] = self.best_val_psnr
+        if rank_rng is not None:
+            extra["rank_rng"] = rank_rng
         return save_checkpoint(
             self.checkpoint_dir / f"{name}.pt",
             self.model,
@@ -174,16 +193,26 @@ class Trainer:
             config=OmegaConf.to_container(self.cfg, resolve=True),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
-            extra=extra,
+            extra=extra or None,
         )
 
     # ------------------------------------------------------------------ evaluation during training
+    @contextmanager
+    def evaluation_noise(self) -> Iterator[None]:
+        """The same sampling noise at every evaluation (run seed), drawn without touching the training RNG:
+        validation and videos are comparable across steps, and a run stopped at any step (where it writes a
+        last video) resumes with the noise an uninterrupted run would draw."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)
+            yield
+
     @torch.no_grad()
     def validation_psnr(self, clips: torch.Tensor) -> float:
         """Mean over clips of the best-of-`val_samples` PSNR of the predicted frames (model selection)."""
         dataset = self.cfg.dataset
         self.model.eval()
-        with autocast(self.device, self.cfg.trainer.precision):
+        with self.evaluation_noise(), autocast(self.device, self.cfg.trainer.precision):
             predictions = self.model.predict(
                 clips[:, : dataset.cond_frames], clips.shape[1] - dataset.cond_frames, self.cfg.trainer.val_samples
             )
@@ -198,7 +227,7 @@ class Trainer:
         """Truth beside `samples` predictions for each clip, clips stacked vertically: uint8 (t h w 3)."""
         cond = self.cfg.dataset.cond_frames
         self.model.eval()
-        with autocast(self.device, self.cfg.trainer.precision):
+        with self.evaluation_noise(), autocast(self.device, self.cfg.trainer.precision):
             predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, samples).float()
         rows = [
             side_by_side([clip.cpu(), *sample.cpu()], cond) for clip, sample in zip(clips, predictions, strict=True)
@@ -241,7 +270,10 @@ class Trainer:
                 for name, value in output.parts.items():
                     sums[name] = sums.get(name, 0) + value.float()
                 window += 1
-                at_end = self.step == stop_at or stop.requested
+                # A signal may reach the ranks at different steps: they stop together at the first step
+                # where any of them saw it (a rank leaving alone would hang the others' all-reduce).
+                stop_now = any_rank(stop.requested, self.host_group)
+                at_end = self.step == stop_at or stop_now
                 if self.step % trainer.log_every == 0 or at_end:
                     self._check_finite(nonfinite)
                     elapsed = time.perf_counter() - window_start
@@ -265,16 +297,18 @@ class Trainer:
                     logger.video(self.step, "predictions/truth_then_samples", video)
                 if self.step % trainer.ckpt_every == 0 or at_end:
                     self._check_finite(nonfinite)
+                    rank_rng = gather_from_ranks(capture_rng_state(), self.host_group) if self.dist.enabled else None
                     if writes:
-                        last = self.save("last")
+                        last = self.save("last", rank_rng)
                 progress.update(1)
-                if stop.requested:
+                if stop_now:
                     break
         progress.close()
         return last
 
     def _check_finite(self, nonfinite: torch.Tensor) -> None:
-        if nonfinite.item():
+        # All ranks agree, so every one of them stops with this error rather than waiting for the others.
+        if any_rank(bool(nonfinite.item()), self.host_group):
             raise NonFiniteLossError(
                 f"the loss became NaN/inf before step {self.step}; nothing was saved after it. Resume from "
                 f"{self.checkpoint_dir / 'last.pt'} with a lower trainer.optimizer.lr or check the data"
