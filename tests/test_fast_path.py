@@ -29,20 +29,33 @@ VARIANTS = {
 }
 
 
-def run_step(config: SRVPConfig, options: StepOptions, data_seed: int = 1) -> tuple[dict, dict]:
-    """Loss parts and gradients of one step from seed 0 (weights) and fixed data and noise seeds."""
+def run_step(
+    config: SRVPConfig, options: StepOptions, data_seed: int = 1, dtype: torch.dtype = torch.float32
+) -> tuple[dict, dict]:
+    """Loss parts and gradients of one step from seed 0 (weights) and fixed data and noise seeds, with the
+    model and frames in `dtype`."""
     torch.manual_seed(0)
-    step = TrainStep(config, options, torch.device("cpu"))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        step = TrainStep(config, options, torch.device("cpu"))
+    finally:
+        torch.set_default_dtype(previous)
     generator = torch.Generator().manual_seed(data_seed)
     clips = torch.randint(0, 256, (3, 5, 1, 64, 64), dtype=torch.uint8, generator=generator)
+    if dtype != torch.float32:
+        clips = clips.to(dtype) / 255
     torch.manual_seed(2)
     output = step(clips)
     grads = {name: parameter.grad.clone() for name, parameter in step.model.named_parameters()}
     return output.parts, grads
 
 
-def step_mismatches(reference: tuple[dict, dict], candidate: tuple[dict, dict]) -> list[str]:
-    """Names of the loss parts and gradients of `candidate` outside the tolerance around `reference`."""
+def step_mismatches(
+    reference: tuple[dict, dict], candidate: tuple[dict, dict], grad_tolerance: float = 2e-2
+) -> list[str]:
+    """Names of the loss parts and gradients of `candidate` outside the tolerance around `reference`
+    (gradients: `grad_tolerance` relative, and times their largest entry absolute)."""
     mismatches = [
         f"loss part {name}"
         for name, value in reference[0].items()
@@ -53,7 +66,7 @@ def step_mismatches(reference: tuple[dict, dict], candidate: tuple[dict, dict]) 
         # another float32 order, which moves decoder conv/BatchNorm gradients by up to ~1% of their largest
         # entry (measured on one thread); a wrong gradient is off by its own size.
         scale = grad.abs().max().item() + 1e-12
-        if not torch.allclose(candidate[1][name], grad, rtol=2e-2, atol=2e-2 * scale):
+        if not torch.allclose(candidate[1][name], grad, rtol=grad_tolerance, atol=grad_tolerance * scale):
             mismatches.append(f"grad of {name}")
     return mismatches
 
@@ -89,15 +102,19 @@ def test_foreach_adam_update_equals_the_plain_update():
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_compiled_step_equals_the_eager_step():
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_compiled_step_equals_the_eager_step(variant):
     import torch._inductor.config as inductor_config
 
-    # Draw the ELBO's noise with the eager RNG inside the compiled graph, so both steps sample the same.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inductor_config, "fallback_random", True)
-        config = VARIANTS["dcgan"]
-        compiled = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True, compile=True)
-        assert step_mismatches(run_step(config, StepOptions()), run_step(config, compiled)) == []
+    # float64: inductor's fused float32 kernels (BatchNorm statistics in particular) round differently enough
+    # to move the tiny VGG decoder's first-block gradients by ~8%; in float64 the compiled graph must compute
+    # the eager step's function to rounding. The ELBO's noise is drawn with the eager RNG inside the compiled
+    # graph (fallback_random), so both steps sample the same.
+    with inductor_config.patch(fallback_random=True):
+        config = VARIANTS[variant]
+        compiled = StepOptions(fused_optimizer=True, factorised_decoder=True, compile=True)
+        reference = run_step(config, StepOptions(), dtype=torch.float64)
+        assert step_mismatches(reference, run_step(config, compiled, dtype=torch.float64), 1e-8) == []
 
 
 def decoder_pass(arch: str, skip: bool, factorised: bool, clips: int = 2, latents_per_clip: int = 3) -> list:
