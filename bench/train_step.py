@@ -73,6 +73,18 @@ def step_flops(runner: TrainStep, clips: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+def print_profile(runner: TrainStep, clips: torch.Tensor, device: torch.device, rows: int) -> None:
+    """torch.profiler's table of the ops taking the most time in one step of `runner`: where time goes."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        runner(clips)
+        synchronize(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=48))
+
+
 def matmul_flops_per_second(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """float32 FLOP/s of a square matmul on `device`: the arithmetic rate a convolution step can approach."""
     left, right = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
@@ -86,9 +98,16 @@ def matmul_flops_per_second(device: torch.device, size: int = 2048, repeats: int
 
 
 def time_variants(
-    model_config: SRVPConfig, length: int, batch: int, variants: list[StepOptions], device: torch.device, steps: int
+    model_config: SRVPConfig,
+    length: int,
+    batch: int,
+    variants: list[StepOptions],
+    device: torch.device,
+    steps: int,
+    profile_rows: int = 0,
 ) -> list[Timing]:
-    """Warm up every variant (compilation, cuDNN autotuning), then time `steps` steps of each, interleaved."""
+    """Warm up every variant (compilation, cuDNN autotuning), then time `steps` steps of each, interleaved;
+    with `profile_rows`, print the profile of the last variant's step."""
     clips = torch.randint(0, 256, (batch, length, model_config.channels, 64, 64), dtype=torch.uint8, device=device)
     runners = []
     for options in variants:
@@ -109,6 +128,8 @@ def time_variants(
             synchronize(device)
             timing.seconds.append(time.perf_counter() - start)
             timing.peak_mib = max(timing.peak_mib, peak_memory_mib(device))
+    if profile_rows:
+        print_profile(runners[-1], clips, device, profile_rows)
     return timings
 
 
@@ -121,6 +142,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
     parser.add_argument("--bf16", action="store_true", help="add a bf16-autocast variant")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print the top ops of the last variant")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench/train_step.py: error: --device cuda but CUDA is not available")
@@ -150,7 +172,7 @@ def main() -> None:
     for name in args.datasets:
         model_config, length = paper_setting(name)
         for batch in args.batch_sizes:
-            timings = time_variants(model_config, length, batch, variants, device, args.steps)
+            timings = time_variants(model_config, length, batch, variants, device, args.steps, args.profile)
             for options, timing in zip(variants, timings, strict=True):
                 ratio = timings[0].median / timing.median
                 rate = timing.flops / timing.median
