@@ -164,3 +164,23 @@ def test_folded_upsampling_conv_is_the_upsampled_conv():
     expected = torch.nn.functional.conv2d(upsampled, weight, padding=1)
     folded = torch.nn.functional.conv_transpose2d(hidden, upsampled_conv3x3_as_transposed(weight), stride=2, padding=1)
     torch.testing.assert_close(folded, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_cuda_fast_step_never_waits_for_the_host(variant):
+    """The default GPU step (channels-last, fused Adam, factorised decoder, bf16) queues its kernels without a
+    device-to-host synchronisation."""
+    device = torch.device("cuda")
+    clips = torch.randint(0, 256, (3, 5, 1, 64, 64), dtype=torch.uint8, device=device)
+    fast = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True, bf16=True)
+    torch.manual_seed(0)
+    step = TrainStep(VARIANTS[variant], fast, device)
+    step(clips)  # first call: cuDNN and allocator warm-up may synchronise
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        output = step(clips)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(output.loss).item()
