@@ -7,22 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.worldmodel_testing import TINY
 from video_pred.train_step import StepOptions, TrainStep
 from worldmodel import SRVPConfig
 from worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 
-TINY = {
-    "filters": 8,
-    "code_dim": 16,
-    "y_dim": 4,
-    "z_dim": 4,
-    "content_dim": 16,
-    "inf_hidden": 32,
-    "fwd_hidden": 32,
-    "lstm_hidden": 16,
-    "y1_frames": 2,
-    "content_frames": 2,
-}
 VARIANTS = {
     "dcgan": SRVPConfig(**TINY),
     "vgg_skip_half_step": SRVPConfig(**TINY, arch="vgg", skip=True, dt=0.5),
@@ -51,36 +40,50 @@ def run_step(
     return output.parts, grads
 
 
-def step_mismatches(
-    reference: tuple[dict, dict], candidate: tuple[dict, dict], grad_tolerance: float = 2e-2
-) -> list[str]:
-    """Names of the loss parts and gradients of `candidate` outside the tolerance around `reference`
-    (gradients: `grad_tolerance` relative, and times their largest entry absolute)."""
+def step_mismatches(reference: tuple[dict, dict], candidate: tuple[dict, dict], tolerance: float = 1e-8) -> list[str]:
+    """Names of the loss parts and gradients of `candidate` off `reference` by more than `tolerance`,
+    relative to each tensor's largest entry."""
     mismatches = [
         f"loss part {name}"
         for name, value in reference[0].items()
-        if not torch.allclose(candidate[0][name], value, rtol=1e-4, atol=1e-4)
+        if not torch.allclose(candidate[0][name], value, rtol=tolerance, atol=tolerance * value.abs().item())
     ]
     for name, grad in reference[1].items():
-        # The reconstruction term sums ~1e5 pixel terms (loss ~2e4): channels-last convolution kernels sum in
-        # another float32 order, which moves decoder conv/BatchNorm gradients by up to ~1% of their largest
-        # entry (measured on one thread); a wrong gradient is off by its own size.
-        scale = grad.abs().max().item() + 1e-12
-        if not torch.allclose(candidate[1][name], grad, rtol=grad_tolerance, atol=grad_tolerance * scale):
+        scale = grad.abs().max().item() + 1e-30
+        if not torch.allclose(candidate[1][name], grad, rtol=tolerance, atol=tolerance * scale):
             mismatches.append(f"grad of {name}")
     return mismatches
 
 
+FAST = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True)
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_fast_step_equals_the_eager_step(variant):
+def test_fast_step_computes_the_eager_step(variant):
+    """In float64 the fast step's loss and every gradient equal the eager step's to rounding."""
     config = VARIANTS[variant]
-    fast = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True)
-    assert step_mismatches(run_step(config, StepOptions()), run_step(config, fast)) == []
+    reference = run_step(config, StepOptions(), dtype=torch.float64)
+    assert step_mismatches(reference, run_step(config, FAST, dtype=torch.float64)) == []
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_float32_fast_step_stays_close_to_the_eager_step(variant):
+    """In float32 (oneDNN's channels-last kernels sum in another order) the loss agrees to 1e-5 and the whole
+    gradient to 2e-2 of its norm (measured: 4e-3 on the VGG model), where a layout or indexing error is off
+    by its own size. Per tensor there is no such bound: in the tiny VGG decoder's first block, BatchNorm's
+    backward subtracts nearly equal sums and rounding can move one gradient by ~10%."""
+    config = VARIANTS[variant]
+    reference, fast = run_step(config, StepOptions()), run_step(config, FAST)
+    torch.testing.assert_close(fast[0]["loss"], reference[0]["loss"], rtol=1e-5, atol=0)
+    gradient = torch.cat([grad.flatten() for grad in reference[1].values()])
+    fast_gradient = torch.cat([grad.flatten() for grad in fast[1].values()])
+    assert (fast_gradient - gradient).norm() < 2e-2 * gradient.norm()
 
 
 def test_the_check_sees_a_step_on_other_data():
     config = VARIANTS["dcgan"]
-    assert step_mismatches(run_step(config, StepOptions()), run_step(config, StepOptions(), data_seed=9))
+    reference = run_step(config, StepOptions(), dtype=torch.float64)
+    assert step_mismatches(reference, run_step(config, StepOptions(), data_seed=9, dtype=torch.float64))
 
 
 def test_foreach_adam_update_equals_the_plain_update():
@@ -114,7 +117,7 @@ def test_compiled_step_equals_the_eager_step(variant):
         config = VARIANTS[variant]
         compiled = StepOptions(fused_optimizer=True, factorised_decoder=True, compile=True)
         reference = run_step(config, StepOptions(), dtype=torch.float64)
-        assert step_mismatches(reference, run_step(config, compiled, dtype=torch.float64), 1e-8) == []
+        assert step_mismatches(reference, run_step(config, compiled, dtype=torch.float64)) == []
 
 
 def decoder_pass(arch: str, skip: bool, factorised: bool, clips: int = 2, latents_per_clip: int = 3) -> list:

@@ -12,6 +12,12 @@ MIN_STD = 1e-8
 """Added to softplus(raw scale) so a collapsed posterior never gives a zero std (log 0 in the KL)."""
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in float32 if it is in a narrower float (bf16/fp16 under autocast), else unchanged: loss terms
+    sum ~1e5 elements and must not be accumulated in bf16; a float64 model keeps float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 class Gaussian(NamedTuple):
     """Diagonal Gaussian given by its mean and standard deviation (same shape)."""
 
@@ -31,8 +37,8 @@ class Gaussian(NamedTuple):
 
 
 def kl_divergence(q: Gaussian, p: Gaussian) -> torch.Tensor:
-    """Elementwise KL(q || p) between diagonal Gaussians, in float32 even under autocast."""
-    q_mean, q_std, p_mean, p_std = (v.float() for v in (q.mean, q.std, p.mean, p.std))
+    """Elementwise KL(q || p) between diagonal Gaussians, in float32 (at least) even under autocast."""
+    q_mean, q_std, p_mean, p_std = (at_least_float32(v) for v in (q.mean, q.std, p.mean, p.std))
     variance_ratio = (q_std / p_std).pow(2)
     mean_term = ((q_mean - p_mean) / p_std).pow(2)
     return 0.5 * (variance_ratio + mean_term - 1 - variance_ratio.log())
@@ -40,11 +46,11 @@ def kl_divergence(q: Gaussian, p: Gaussian) -> torch.Tensor:
 
 def kl_standard_normal(q: Gaussian) -> torch.Tensor:
     """Elementwise KL(q || N(0, I))."""
-    mean, std = q.mean.float(), q.std.float()
+    mean, std = at_least_float32(q.mean), at_least_float32(q.std)
     return 0.5 * (std.pow(2) + mean.pow(2) - 1) - std.log()
 
 
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, variance: float) -> torch.Tensor:
     """Elementwise -log N(target; mean, variance I), Gaussian constant included."""
-    squared_error = (target.float() - mean.float()).pow(2)
+    squared_error = (at_least_float32(target) - at_least_float32(mean)).pow(2)
     return 0.5 * (squared_error / variance + math.log(2 * math.pi * variance))

@@ -16,7 +16,7 @@ from torch import nn
 
 from worldmodel.config import SRVPConfig, substeps
 from worldmodel.conv import build_decoder, build_encoder, init_conv_weights
-from worldmodel.distributions import Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
+from worldmodel.distributions import Gaussian, at_least_float32, gaussian_nll, kl_divergence, kl_standard_normal
 from worldmodel.transition import Transition, mlp
 
 
@@ -280,7 +280,7 @@ class SRVP(nn.Module):
             kl_z = kl_divergence(observation.q_z, prior).sum() / batch
         residual_norm = zero
         if observation.rollout.residuals is not None:
-            residual_norm = observation.rollout.residuals.float().norm(dim=-1).sum() / batch
+            residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
         loss = nll + kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
         parts = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm}
         if head_targets:
@@ -288,13 +288,13 @@ class SRVP(nn.Module):
             for name, values in head_targets.items():
                 if name not in predictions:
                     raise ValueError(f"head target {name!r} has no head; model heads: {sorted(predictions)}")
-                predicted = predictions[name].float()
+                predicted = at_least_float32(predictions[name])
                 if values.numel() != predicted.numel():
                     raise ValueError(
                         f"head target {name!r} of shape {tuple(values.shape)} does not match the frames: "
                         f"expected {tuple(predicted.shape)}"
                     )
-                values = values.float().reshape(predicted.shape)
+                values = values.to(predicted.dtype).reshape(predicted.shape)
                 mask = ~values.isnan()
                 head_loss = 0.5 * ((predicted - values.nan_to_num()) ** 2 * mask).sum() / batch
                 parts[f"head_{name}"] = head_loss
