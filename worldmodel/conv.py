@@ -101,6 +101,7 @@ def leaf_layers(module: nn.Module) -> list[nn.Module]:
 
 
 def is_nearest_x2(layer: nn.Module) -> bool:
+    """Whether `layer` is the decoders' nearest-neighbour x2 upsampling."""
     return (
         isinstance(layer, nn.Upsample)
         and layer.mode == "nearest"
