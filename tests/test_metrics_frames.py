@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from video_pred.metrics.frames import psnr, ssim
+from video_pred.metrics import frames
+from video_pred.metrics.frames import PSNR_MAX_DB, psnr, ssim
 from video_pred.metrics.stats import mean_ci95
 
 
@@ -61,9 +62,23 @@ def test_ssim_matches_skimage(channels: int) -> None:
     torch.testing.assert_close(low_precision, ssim(pred.bfloat16().float(), truth.bfloat16().float()))
 
 
+def test_ssim_in_chunks_equals_one_pass(monkeypatch) -> None:
+    # 2 x 3 frames of 3 channels = 18 images, scored 4 at a time (last chunk partial), in order.
+    pred, truth = _video_pair(3, torch.float64)
+    one_pass = ssim(pred, truth)
+    monkeypatch.setattr(frames, "SSIM_CHUNK", 4)
+    torch.testing.assert_close(ssim(pred, truth), one_pass, rtol=0, atol=1e-12)
+
+
 def test_identical_frames() -> None:
     pred, truth = _video_pair(3)
-    assert torch.isinf(psnr(truth, truth)).all()
+    torch.testing.assert_close(psnr(truth, truth), torch.full((2, 3), PSNR_MAX_DB))
+    # One identical channel of three: capped at PSNR_MAX_DB, then averaged with the others.
+    pred[:, :, 0] = truth[:, :, 0]
+    per_channel = -10 * torch.log10(((pred - truth) ** 2).mean(dim=(3, 4)))
+    expected = per_channel.clamp(max=PSNR_MAX_DB).mean(dim=2)
+    assert torch.isfinite(psnr(pred, truth)).all()
+    torch.testing.assert_close(psnr(pred, truth), expected)
     torch.testing.assert_close(ssim(truth, truth), torch.ones(2, 3))
 
 
