@@ -15,7 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from video_pred import evaluate
 from video_pred.data import dataset_section
-from video_pred.data.prepared import RawVideo, prepare_videos
+from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
+from video_pred.metrics import frames
 from video_pred.metrics.lpips import alexnet_features
 from worldmodel import SRVP, SRVPConfig, save_checkpoint
 from worldmodel.runtime import resolve_device
@@ -106,6 +107,20 @@ def test_build_metrics(eval_inputs):
         evaluate.build_metrics(["lpips"], cpu, str(eval_inputs["root"] / "missing.pth"))
 
 
+def test_results_table_compares_with_the_best_baseline():
+    report = {
+        "metrics": {"psnr": {"mean": 20.0, "ci95": 0.5, "higher_is_better": True},
+                    "lpips": {"mean": 0.30, "ci95": 0.01, "higher_is_better": False}},
+        "baselines": {"black": {"psnr": {"mean": 18.0}, "lpips": {"mean": 0.25}},
+                      "mean_frame": {"psnr": {"mean": 19.5}, "lpips": {"mean": 0.40}}},
+        "fvd": None,
+    }
+    lines = evaluate.results_table(report).splitlines()
+    assert lines[0].split()[:3] == ["metric", "model", "±95%"] and "black" in lines[0]
+    assert lines[1].endswith("beats mean_frame by 0.5")
+    assert lines[2].endswith("BELOW black by 0.05")  # lower LPIPS is better: black's 0.25 wins
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("ckpt_path={root}/missing.pt", "srvp-eval: error: checkpoint not found: "),
     ("ckpt_path={root}/tiny.pt", "srvp-eval: error: prepared dataset folder {root}/moved does not exist"),
@@ -152,6 +167,19 @@ def test_end_to_end_writes_sane_results(eval_inputs):
     assert [int(row["frame"]) for row in rows] == list(range(COND_FRAMES + 1, COND_FRAMES + PRED_FRAMES + 1))
     assert float(rows[0]["psnr_mean"]) == pytest.approx(report["curves"]["psnr"]["mean"][0])
     assert (out_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Model-free baselines on the same clips, with the same metrics: the last conditioning frame repeated
+    # scores exactly what PSNR gives it on the test clips themselves.
+    baselines = report["baselines"]
+    assert set(baselines) == {"black", "last_frame", "mean_frame"}
+    assert all(set(scores) == {"psnr", "ssim", "lpips"} for scores in baselines.values())
+    clips = torch.stack([PreparedVideos(eval_inputs["data"], "test", COND_FRAMES + PRED_FRAMES,
+                                        fixed_clips=True)[index] for index in range(3)]).float() / 255
+    last = clips[:, COND_FRAMES - 1:COND_FRAMES].expand(-1, PRED_FRAMES, -1, -1, -1)
+    expected = frames.psnr(last, clips[:, COND_FRAMES:]).mean(dim=1).mean().item()
+    assert baselines["last_frame"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
+    assert len(baselines["black"]["ssim"]["curve"]) == PRED_FRAMES
+    assert float(rows[0]["black_psnr_mean"]) == pytest.approx(baselines["black"]["psnr"]["curve"][0])
+    assert "model vs best baseline" in done.stdout
 
 
 @pytest.mark.slow

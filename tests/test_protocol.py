@@ -154,3 +154,25 @@ def test_run_with_tiny_srvp_and_frame_metrics():
         run_best_of_n(model, [clips], cond_frames=2, pred_frames=4, num_samples=2, metrics=metrics)
     with pytest.raises(ValueError, match="test set is empty"):
         run_best_of_n(model, [], cond_frames=2, pred_frames=3, num_samples=2, metrics=metrics)
+
+
+def test_run_scores_model_free_baselines_on_the_same_clips():
+    # Conditioning frames of levels 40 then 200 (uint8); the baselines' futures are known constants, so
+    # their brightness is: black 0, last frame 200/255, mean frame the given 0.3, at every step and clip.
+    clips = torch.zeros(2, 2 + 3, 1, 16, 16, dtype=torch.uint8)
+    clips[:, 0], clips[:, 1] = 40, 200
+    model = ScriptedFutures(constant_videos(LEVELS))
+    mean_frame = torch.full((1, 16, 16), 0.3)
+    result = run_best_of_n(model, [clips], cond_frames=2, pred_frames=3, num_samples=3,
+                           metrics=[BRIGHTNESS, DARKNESS], mean_frame=mean_frame)
+    assert set(result.baselines) == {"black", "last_frame", "mean_frame"}
+    expected = {"black": 0.0, "last_frame": 200 / 255, "mean_frame": 0.3}
+    for baseline, level in expected.items():
+        for metric in ("brightness", "darkness"):
+            summary = result.baselines[baseline][metric]
+            assert summary.mean == pytest.approx(level) and summary.curve == pytest.approx([level] * 3)
+    # The model's own results are unchanged by the baselines.
+    assert result.metrics["brightness"].mean == pytest.approx((0.5 + 0.7) / 2)
+    without = run_best_of_n(ScriptedFutures(constant_videos(LEVELS)), [clips], cond_frames=2, pred_frames=3,
+                            num_samples=3, metrics=[BRIGHTNESS])
+    assert without.baselines == {}

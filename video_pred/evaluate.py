@@ -5,7 +5,8 @@
 
 The dataset section comes from the checkpoint's training config, with the non-null `dataset.*` values of
 configs/eval.yaml merged on top. Results go to the hydra run directory (or `out_dir`): eval.json (config,
-checkpoint, N, clips, metric means with 95% CIs, per-step curves, FVD), curves.csv and curves.png.
+checkpoint, N, clips, metric means with 95% CIs, per-step curves, FVD, and the same for the model-free
+baselines of `video_pred.baselines`), curves.csv and curves.png (model and baselines).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from video_pred import data
+from video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
 from video_pred.metrics.i3d import i3d_features, load_i3d
 from video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
 from worldmodel import load_model
@@ -38,6 +41,13 @@ from worldmodel.fileio import atomic_write
 from worldmodel.runtime import resolve_device
 
 LPIPS = "lpips"
+
+
+def eval_defaults() -> DictConfig:
+    """configs/eval.yaml as shipped, without its hydra section: the base of an evaluation run from code."""
+    defaults = OmegaConf.load(str(files("configs") / "eval.yaml"))
+    defaults.pop("hydra")
+    return defaults
 
 
 def parse_dt(value: float | int | str | None) -> float | None:
@@ -98,13 +108,15 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = data.dataset_section(payload["config"].get("dataset", {}), cfg.dataset)
     loader = build_test_loader(dataset_cfg, cfg, device)
+    mean_frame = mean_training_frame(data.build_dataset(dataset_cfg, "train")) if cfg.baselines else None
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(
         model, loader, cond_frames=dataset_cfg["cond_frames"], pred_frames=dataset_cfg["pred_frames"],
         num_samples=cfg.num_samples, metrics=metrics, dt=dt, sample_chunk=cfg.sample_chunk, autocast=cfg.amp,
         video_features=video_features, fvd_draws=cfg.fvd_draws,
-        num_clips=len(loader.dataset),
+        num_clips=len(loader.dataset), mean_frame=mean_frame,
     )
+    higher_is_better = {metric.name: metric.higher_is_better for metric in metrics}
     report = {
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
         "checkpoint_step": payload.get("step"),
@@ -114,10 +126,17 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "num_clips": result.num_clips,
         "dt": dt if dt is not None else model.config.dt,
         "device": str(device),
-        "metrics": {name: {"mean": s.mean, "ci95": s.ci95} for name, s in result.metrics.items()},
+        "metrics": {name: {"mean": s.mean, "ci95": s.ci95, "higher_is_better": higher_is_better[name]}
+                    for name, s in result.metrics.items()},
         "curves": {name: {"mean": s.curve, "ci95": s.curve_ci95} for name, s in result.metrics.items()},
         "fvd": None if result.fvd is None else {"mean": result.fvd[0], "ci95": result.fvd[1],
                                                  "draws": cfg.fvd_draws},
+        "baselines": {
+            baseline: {name: {"mean": s.mean, "ci95": s.ci95, "curve": s.curve, "curve_ci95": s.curve_ci95}
+                       for name, s in summaries.items()}
+            for baseline, summaries in result.baselines.items()
+        },
+        "mean_frame": f"per-pixel mean of every frame of {MEAN_FRAME_CLIPS} training clips" if cfg.baselines else None,
         "seconds": time.perf_counter() - started,
     }
     write_results(out_dir, report, result, dataset_cfg["cond_frames"])
@@ -132,10 +151,14 @@ def write_results(out_dir: Path, report: dict[str, Any], result: ProtocolResult,
     steps = len(next(iter(result.metrics.values())).curve)
     text = io.StringIO()
     writer = csv.writer(text)
-    columns = [f"{name}_{part}" for name in result.metrics for part in ("mean", "ci95")]
+    # The model's columns, then each baseline's: {baseline}_{metric}_mean / _ci95.
+    series = {name: summary for name, summary in result.metrics.items()}
+    for baseline, summaries in result.baselines.items():
+        series.update({f"{baseline}_{name}": summary for name, summary in summaries.items()})
+    columns = [f"{name}_{part}" for name in series for part in ("mean", "ci95")]
     writer.writerow(["step", "frame", *columns])
     for step in range(steps):
-        values = [value for s in result.metrics.values() for value in (s.curve[step], s.curve_ci95[step])]
+        values = [value for s in series.values() for value in (s.curve[step], s.curve_ci95[step])]
         writer.writerow([step + 1, cond_frames + step + 1, *values])
     atomic_write(out_dir / "curves.csv", lambda file: file.write(text.getvalue().encode()))
     figure = plot_curves(result, cond_frames)
@@ -143,30 +166,52 @@ def write_results(out_dir: Path, report: dict[str, Any], result: ProtocolResult,
 
 
 def plot_curves(result: ProtocolResult, cond_frames: int) -> Figure:
-    """One panel per metric: the best sample's mean value against the frame index, with its 95% band."""
+    """One panel per metric: the best sample's mean value against the frame index, with its 95% band, and
+    each model-free baseline as a dashed line."""
     figure = Figure(figsize=(4 * len(result.metrics), 3.2), layout="constrained")
     for axes, (name, summary) in zip(figure.subplots(1, len(result.metrics), squeeze=False)[0],
                                      result.metrics.items(), strict=True):
         frame_index = range(cond_frames + 1, cond_frames + 1 + len(summary.curve))
         low = [m - w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
         high = [m + w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
-        axes.plot(frame_index, summary.curve)
+        axes.plot(frame_index, summary.curve, label="model")
         axes.fill_between(frame_index, low, high, alpha=0.3)
+        for baseline, summaries in result.baselines.items():
+            axes.plot(frame_index, summaries[name].curve, linestyle="--", linewidth=1, label=baseline)
         title = f"{name.upper()} {summary.mean:.4g} ± {summary.ci95:.2g}"
         axes.set(xlabel="frame", ylabel=name.upper(), title=title)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
+        if result.baselines:
+            axes.legend(fontsize="small")
     return figure
 
 
 def results_table(report: dict[str, Any]) -> str:
-    """Plain-text table of the headline numbers."""
-    rows = [(name, values["mean"], values["ci95"]) for name, values in report["metrics"].items()]
+    """Plain-text table of the headline numbers: the model's mean and CI, each baseline's mean, and the
+    verdict against the best baseline of each metric."""
+    baselines = report.get("baselines") or {}
+    header = f"{'metric':<8}{'model':>10}{'±95%':>9}" + "".join(f"{name:>12}" for name in baselines)
+    lines = [header + ("   model vs best baseline" if baselines else "")]
+    for name, values in report["metrics"].items():
+        line = f"{name:<8}{values['mean']:>10.4g}{values['ci95']:>9.2g}"
+        if baselines:
+            line += "".join(f"{scores[name]['mean']:>12.4g}" for scores in baselines.values())
+            line += "   " + versus_best_baseline(name, values, baselines)
+        lines.append(line)
     if report["fvd"] is not None:
-        rows.append(("fvd", report["fvd"]["mean"], report["fvd"]["ci95"]))
-    lines = [f"{'metric':<8}{'mean':>12}{'±95%':>12}"]
-    lines += [f"{name:<8}{mean:>12.5g}{ci95:>12.3g}" for name, mean, ci95 in rows]
+        lines.append(f"{'fvd':<8}{report['fvd']['mean']:>10.4g}{report['fvd']['ci95']:>9.2g}")
     return "\n".join(lines)
+
+
+def versus_best_baseline(metric: str, model: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> str:
+    """'beats mean_frame by 1.2' or 'BELOW black by 0.3': the model's report entry of `metric` against the
+    best baseline of that metric."""
+    sign = 1 if model["higher_is_better"] else -1
+    best = max(baselines, key=lambda baseline: sign * baselines[baseline][metric]["mean"])
+    margin = sign * (model["mean"] - baselines[best][metric]["mean"])
+    verdict = "beats" if margin > 0 else "BELOW"
+    return f"{verdict} {best} by {abs(margin):.3g}"
 
 
 def output_dir(cfg: DictConfig) -> Path:

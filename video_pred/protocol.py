@@ -5,7 +5,8 @@ scores every frame of every sample against the truth, and for each clip and each
 sample with the best time-averaged value is kept (PSNR and SSIM higher is better, LPIPS lower). Results
 are means over frames then clips with 95% confidence intervals, and per-timestep curves of the kept
 samples. FVD compares I3D features of (conditioning + truth) with (conditioning + one random sample),
-over several independent draws.
+over several independent draws. The model-free baselines (`video_pred.baselines`) are scored on the same
+clips with the same metrics, so every result says what a prediction without a model reaches.
 
 Generation and scoring are batched: all samples of a batch of clips come from one `predict` call (or a
 few, `sample_chunk` samples at a time, to bound memory), and metrics run on all of them at once.
@@ -21,6 +22,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 from tqdm import tqdm
 
+from video_pred.baselines import BASELINES, baseline_futures
 from video_pred.metrics import frames
 from video_pred.metrics.fvd import fvd_mean_ci95
 from video_pred.metrics.stats import mean_ci95
@@ -65,6 +67,8 @@ class ProtocolResult:
     metrics: dict[str, MetricSummary]
     fvd: tuple[float, float] | None
     """FVD mean over the draws and its 95% half-width, or None when not computed."""
+    baselines: dict[str, dict[str, MetricSummary]]
+    """Model-free baselines scored on the same clips: {baseline: {metric: summary}}; empty when not run."""
 
 
 def per_image_metric(
@@ -122,11 +126,15 @@ def _sample_chunks(num_samples: int, sample_chunk: int | None) -> list[int]:
 
 
 class _BestOfNRun:
-    """Accumulates, batch after batch, the kept samples' per-frame values and the FVD features."""
+    """Accumulates, batch after batch, the kept samples' per-frame values, the baselines' per-frame values
+    and the FVD features."""
 
-    def __init__(self, metrics: Sequence[FrameMetric], fvd_draws: int) -> None:
+    def __init__(self, metrics: Sequence[FrameMetric], fvd_draws: int, baselines: Sequence[str]) -> None:
         self.metrics = metrics
         self.best: dict[str, list[Tensor]] = {metric.name: [] for metric in metrics}
+        self.baselines: dict[str, dict[str, list[Tensor]]] = {
+            baseline: {metric.name: [] for metric in metrics} for baseline in baselines
+        }
         self.real_features: list[Tensor] = []
         self.fake_features: list[list[Tensor]] = [[] for _ in range(fvd_draws)]
 
@@ -135,6 +143,12 @@ class _BestOfNRun:
         for metric in self.metrics:
             kept = best_of_n(torch.cat(scores[metric.name], dim=1), metric.higher_is_better)
             self.best[metric.name].append(kept.cpu())
+
+    def add_baselines(self, futures: dict[str, Tensor], truth: Tensor) -> None:
+        """Score each baseline's future (b t c h w) against the truth with every metric."""
+        for baseline, future in futures.items():
+            for name, values in score_samples(future[:, None], truth, self.metrics).items():
+                self.baselines[baseline][name].append(values[:, 0].cpu())
 
     def result(self) -> ProtocolResult:
         if not any(self.best.values()) and not self.real_features:
@@ -145,7 +159,11 @@ class _BestOfNRun:
         if self.fake_features:
             fake_features = [torch.cat(parts) for parts in self.fake_features]
             fvd = fvd_mean_ci95(torch.cat(self.real_features), fake_features)
-        return ProtocolResult(clip_count, {name: summarize(curve) for name, curve in curves.items()}, fvd)
+        baselines = {
+            baseline: {name: summarize(torch.cat(values)) for name, values in per_metric.items()}
+            for baseline, per_metric in self.baselines.items()
+        }
+        return ProtocolResult(clip_count, {name: summarize(curve) for name, curve in curves.items()}, fvd, baselines)
 
 
 def run_best_of_n(
@@ -162,6 +180,7 @@ def run_best_of_n(
     video_features: Callable[[Tensor], Tensor] | None = None,
     fvd_draws: int = 5,
     num_clips: int | None = None,
+    mean_frame: Tensor | None = None,
 ) -> ProtocolResult:
     """Run the protocol on batches of uint8 clips (b, T >= cond + pred, c, h, w) with `model` on its device.
 
@@ -169,6 +188,7 @@ def run_best_of_n(
     CUDA while metrics stay float32. With `video_features` (I3D: (b t c h w) in [0, 1] -> (b 400)), FVD
     between conditioning + truth and conditioning + prediction is computed for `fvd_draws` draws, draw
     j taking sample j of every clip (samples are i.i.d., so each is one random future per clip).
+    With `mean_frame` (c h w, the per-pixel mean training frame), the model-free baselines are scored too.
     `num_clips` only sizes the progress bar.
     """
     if not metrics and video_features is None:
@@ -178,7 +198,8 @@ def run_best_of_n(
     chunks = _sample_chunks(num_samples, sample_chunk)
     device = next(model.parameters()).device
     use_bf16 = autocast and device.type == "cuda"
-    run = _BestOfNRun(metrics, fvd_draws if video_features is not None else 0)
+    baselines = BASELINES if mean_frame is not None and metrics else ()
+    run = _BestOfNRun(metrics, fvd_draws if video_features is not None else 0, baselines)
     progress = tqdm(total=num_clips, desc="best-of-N", unit="clip", dynamic_ncols=True)
     with torch.inference_mode():
         for clips in clip_batches:
@@ -200,6 +221,8 @@ def run_best_of_n(
                     run.fake_features[draw].append(video_features(fake).float().cpu())
                 drawn += count
             run.add_scores(scores)
+            if baselines:
+                run.add_baselines(baseline_futures(context, pred_frames, mean_frame), truth)
             if video_features is not None:
                 run.real_features.append(video_features(videos).float().cpu())
             progress.update(clips.shape[0])

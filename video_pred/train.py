@@ -16,9 +16,11 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from video_pred.baselines import mean_training_frame
 from video_pred.data import build_dataset
 from video_pred.data.stream import training_loader
 from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
+from video_pred.evaluate import eval_defaults, evaluate, results_table
 from video_pred.logger import RunLogger
 from video_pred.trainer import Trainer, check_budget, final_preview, first_clips
 from worldmodel import SRVPConfig
@@ -59,9 +61,11 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
     test_set = build_dataset(cfg.dataset, "test")
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)
-    val_clips = None
+    val_clips = mean_frame = None
     if cfg.trainer.val_every:
         val_clips = first_clips(build_dataset(cfg.dataset, "val"), cfg.trainer.val_clips).to(device)
+        if dist.is_main:
+            mean_frame = mean_training_frame(build_dataset(cfg.dataset, "train")).to(device)
     # The training set is an endless stream indexed by draw number, so DrawSampler (not torch's
     # DistributedSampler, which needs a finite length) splits it: rank r takes draws r, r + world, ...
     batches = training_loader(
@@ -79,14 +83,28 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
         return run_dir
     logger = RunLogger(run_dir, cfg.logger.enabled, resume_step=trainer.step if resume_from else None)
     try:
-        last = trainer.fit(batches, preview_clips, val_clips, logger)
+        last = trainer.fit(batches, preview_clips, val_clips, logger, mean_frame)
         videos = final_preview(trainer, preview_clips, run_dir)
         logged = {"model": cfg.model, "trainer": cfg.trainer, "dataset": cfg.dataset, "seed": cfg.seed}
         logger.hparams(OmegaConf.to_container(OmegaConf.create(logged), resolve=True), trainer.final_metrics())
     finally:
         logger.close()
     print(f"checkpoint: {last}\ntensorboard: {run_dir / 'tb'}\npredictions: {', '.join(map(str, videos))}")
+    if cfg.final_eval is not None:
+        final_evaluation(cfg, last, run_dir / "eval")
     return run_dir
+
+
+def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
+    """srvp-eval's protocol on `checkpoint` with the `final_eval` settings (eval.yaml keys), into `out_dir`;
+    prints the model against the model-free baselines and returns the report."""
+    eval_cfg = OmegaConf.merge(
+        eval_defaults(), {"device": cfg.device}, cfg.final_eval, {"ckpt_path": str(checkpoint), "out_dir": str(out_dir)}
+    )
+    report = evaluate(eval_cfg, out_dir)
+    print(f"evaluation of {checkpoint.name} on {report['num_clips']} test clips, best of {report['num_samples']} "
+          f"samples (model vs model-free baselines):\n{results_table(report)}\nresults: {out_dir / 'eval.json'}")
+    return report
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="train")

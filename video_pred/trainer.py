@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from video_pred.baselines import baseline_futures
 from video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from video_pred.logger import RunLogger
 from video_pred.media import side_by_side, write_video
@@ -222,6 +223,16 @@ class Trainer:
         best = best_of_n(scores["psnr"], higher_is_better=True).mean(dim=1)
         return best.mean().item()
 
+    def baseline_psnr(self, clips: torch.Tensor, mean_frame: torch.Tensor) -> dict[str, float]:
+        """PSNR of the predicted frames of clips (b t c h w) by each model-free baseline, logged beside the
+        validation PSNR so a curve can be read against what no model reaches."""
+        cond = self.cfg.dataset.cond_frames
+        videos = clips.float().div(255)
+        futures = baseline_futures(videos[:, :cond], clips.shape[1] - cond, mean_frame)
+        psnr = [FRAME_METRICS["psnr"]]
+        return {name: score_samples(future[:, None], videos[:, cond:], psnr)["psnr"].mean().item()
+                for name, future in futures.items()}
+
     @torch.no_grad()
     def prediction_video(self, clips: torch.Tensor, samples: int) -> np.ndarray:
         """Truth beside `samples` predictions for each clip, clips stacked vertically: uint8 (t h w 3)."""
@@ -241,16 +252,21 @@ class Trainer:
         preview_clips: torch.Tensor,
         val_clips: torch.Tensor | None,
         logger: RunLogger | None,
+        mean_frame: torch.Tensor | None = None,
     ) -> Path:
         """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint.
 
-        `logger` may be None on ranks other than 0, which write nothing."""
+        `logger` may be None on ranks other than 0, which write nothing. With `mean_frame` (c h w), each
+        validation also logs the model-free baselines' PSNR on the validation clips (val/baseline_psnr/*)."""
         trainer = self.cfg.trainer
         stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
         last = self.checkpoint_dir / "last.pt"
         sums: dict[str, torch.Tensor] = {}
         window, window_start = 0, time.perf_counter()
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        baselines = None
+        if val_clips is not None and mean_frame is not None and self.dist.is_main:
+            baselines = self.baseline_psnr(val_clips, mean_frame)
         progress = tqdm(
             total=stop_at,
             initial=self.step,
@@ -289,6 +305,8 @@ class Trainer:
                 if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
                     score = self.validation_psnr(val_clips)
                     logger.scalars(self.step, "val", {"psnr": score})
+                    if baselines is not None:
+                        logger.scalars(self.step, "val/baseline_psnr", baselines)
                     if self.best_val_psnr is None or score > self.best_val_psnr:
                         self.best_val_psnr = score
                         self.save("best")
