@@ -11,8 +11,15 @@ MNIST_DIR ?= $(firstword $(wildcard ../shared/data/mnist))
 MNIST_ARG := $(if $(MNIST_DIR),dataset.mnist_dir=$(abspath $(MNIST_DIR)),)
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
+# `make gpu-check` runs on a GPU machine's own python3 (torch with CUDA), not in .venv; the wheels it lacks
+# (hydra-core, omegaconf, antlr4) come from `make gpu-wheels` on a machine with a package registry.
+GPU_PYTHON ?= python3
+GPU_WHEELS ?= .whl
+GPU_CHECK_OUT ?= gpu-check
+GPU_CHECK_ARGS ?=
+GPU_SITE := /tmp/srvp-gpu-site
 
-.PHONY: install os-libs train test lint clean
+.PHONY: install os-libs train test lint clean gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -40,6 +47,19 @@ train: install
 # One BLAS/OpenMP thread per test process: the suite runs one xdist worker per core.
 test: install os-libs
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+
+# About 9 minutes on one H100/H200-class GPU: results.md and results.json in $(GPU_CHECK_OUT).
+gpu-check:
+	@if ls $(GPU_WHEELS)/*.whl >/dev/null 2>&1; then \
+		$(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl; fi
+	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m bench.gpu_check \
+		--out $(GPU_CHECK_OUT) $(if $(MNIST_DIR),--mnist-dir $(abspath $(MNIST_DIR)),) $(GPU_CHECK_ARGS)
+
+# On a machine with a package registry: the pure-Python wheels `make gpu-check` needs beside a GPU image's
+# torch stack (antlr4 4.9.3 exists only as a source archive, so it is built into a wheel here).
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d $(GPU_WHEELS) hydra-core==1.3.2 omegaconf==2.3.0
+	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
 
 lint: install
 	$(VENV)/bin/ruff check worldmodel video_pred envs agents bench tests

@@ -262,7 +262,7 @@ class ControlRun:
         cfg = self.cfg
         generator = torch.Generator(self.device).manual_seed(stream_seed(int(cfg.seed), stream, index))
         objective = LatentObjective(self.model, dt=float(cfg.planning.dt), prior_mean=bool(cfg.planning.prior_mean),
-                                    device=self.device, precision=cfg.precision, compile=bool(cfg.planning.compile),
+                                    device=self.device, precision=cfg.precision, compile=cfg.planning.compile,
                                     generator=generator)
         planner = instantiate(cfg.agent, action_dim=self.action_dim)
         controller = MPCController(planner, objective, exploration_noise=float(cfg.loop.exploration_noise),

@@ -133,12 +133,13 @@ class LatentObjective:
 
     dt: Euler step of imagination (1/dt integer; < 1 for finer imagination of the residual model).
     prior_mean: z of the imagined transitions is the prior mean (True) or a prior sample (False).
-    compile: torch.compile the batched rollout (recompiles once per new candidate count).
+    compile: torch.compile the batched rollout (recompiles once per new candidate count); True for the default
+        mode, or a mode name such as "reduce-overhead" (CUDA graphs: the whole rollout replays as one graph).
     """
 
     def __init__(
         self, model: SRVP, dt: float = 1.0, prior_mean: bool = True, device: torch.device | str = "cpu",
-        precision: str = "auto", compile: bool = False, generator: torch.Generator | None = None,
+        precision: str = "auto", compile: bool | str = False, generator: torch.Generator | None = None,
     ) -> None:
         self.model = model
         self.dt = dt
@@ -146,7 +147,9 @@ class LatentObjective:
         self.device = torch.device(device)
         self.precision = precision
         self.generator = generator
-        self._rollout: Callable[..., Tensor] = torch.compile(imagined_returns) if compile else imagined_returns
+        self._rollout: Callable[..., Tensor] = imagined_returns
+        if compile:
+            self._rollout = torch.compile(imagined_returns, mode=None if compile is True else compile)
 
     @torch.no_grad()
     def returns(self, states: Tensor, actions: Tensor) -> Tensor:

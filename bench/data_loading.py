@@ -1,8 +1,12 @@
-"""Loader throughput of PreparedVideos: samples/s through a DataLoader with 2 workers.
+"""Loader throughput: training sequences/s of Moving MNIST and clips/s of prepared videos.
 
-Builds synthetic prepared datasets shaped like KTH (grey, long videos) and BAIR (RGB, 30-frame videos)
-in a temporary folder with the real writer, then times random training clips and fixed test clips.
-Run: `.venv/bin/python bench/data_loading.py [--batches N]`.
+Moving MNIST: the training stream exactly as `srvp-train` reads it (`training_loader`, the trainer's
+default 2 workers, batch 128, 15 frames, 2 digits), generated on the fly in vectorised batches; random
+digit images stand in for MNIST (the cost does not depend on them).
+Prepared videos: synthetic datasets shaped like KTH (grey, long videos) and BAIR (RGB, 30-frame videos),
+written in a temporary folder with the real writer, then random training clips and fixed test clips
+through a DataLoader with 2 workers.
+Run: `.venv/bin/python -m bench.data_loading [--batches N]`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +22,11 @@ import numpy as np
 import torch
 
 from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
+from video_pred.data.smmnist import StochasticMovingMNIST
+from video_pred.data.stream import training_loader
+
+LOADER_WORKERS = 2
+"""The trainer's default `trainer.num_workers`."""
 
 
 @dataclass(frozen=True)
@@ -41,21 +51,28 @@ def build(root: Path, channels: int, frames: int, videos: int, clip_length: int)
     return root
 
 
-def samples_per_second(dataset: PreparedVideos, batch_size: int, batches: int) -> float:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2)
-    iterator = iter(loader)
-    next(iterator)  # worker start-up is not loading
+def samples_per_second(batches_of: Iterator[torch.Tensor], batches: int) -> float:
+    """Samples/s over `batches` batches, after the first (worker start-up is not loading)."""
+    next(batches_of)
     start, count = time.perf_counter(), 0
-    for _, batch in zip(range(batches), iterator, strict=False):
+    for _, batch in zip(range(batches), batches_of, strict=False):
         count += len(batch)
     return count / (time.perf_counter() - start)
+
+
+def moving_mnist_rate(deterministic: bool, batches: int) -> float:
+    """Training sequences/s of the Moving MNIST stream through the trainer's loader."""
+    digits = np.random.default_rng(0).integers(0, 256, (1000, 28, 28), dtype=np.uint8)
+    dataset = StochasticMovingMNIST(digits, num_digits=2, seq_len=15, deterministic=deterministic, epoch_size=10**9)
+    return samples_per_second(training_loader(dataset, 128, 0, LOADER_WORKERS, seed=0), batches)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches per row")
     args = parser.parse_args()
-    rows = []
+    rows = [(f"mmnist {kind} train", 15, 128, moving_mnist_rate(kind == "deterministic", args.batches))
+            for kind in ("stochastic", "deterministic")]
     with tempfile.TemporaryDirectory() as tmp:
         kth = build(Path(tmp) / "kth", channels=1, frames=300, videos=60, clip_length=40)
         bair = build(Path(tmp) / "bair", channels=3, frames=30, videos=600, clip_length=30)
@@ -66,10 +83,11 @@ def main() -> None:
             ("bair-like test", bair, "test", 30, 192, True),
         ):
             dataset = PreparedVideos(root, split, seq_len, fixed_clips=fixed, epoch_size=None if fixed else 100_000)
-            rows.append((name, seq_len, batch, samples_per_second(dataset, batch, args.batches)))
-    print(f"{'dataset':<16} {'frames':>6} {'batch':>6} {'samples/s':>10}   (DataLoader, 2 workers)")
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=LOADER_WORKERS)
+            rows.append((name, seq_len, batch, samples_per_second(iter(loader), args.batches)))
+    print(f"{'dataset':<26} {'frames':>6} {'batch':>6} {'samples/s':>10}   (DataLoader, {LOADER_WORKERS} workers)")
     for name, seq_len, batch, rate in rows:
-        print(f"{name:<16} {seq_len:>6} {batch:>6} {rate:>10.0f}")
+        print(f"{name:<26} {seq_len:>6} {batch:>6} {rate:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ and a GRU transition (world_model.transition=gru, otherwise the same model) are 
 process, on CPU and on CUDA when available. One transition = one imagined step of one candidate (prior on
 z, transition, reward head).
 
-    python -m bench.planning [--devices cpu cuda] [--repeats 3] [--compile]
+    python -m bench.planning [--devices cpu cuda] [--repeats 3] [--compile [MODE]]
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ from omegaconf import OmegaConf
 
 from agents.planner import CEMPlanner
 from agents.world_model import LatentObjective, build_world_model
+from bench.timing import median, synchronize
 
 WORLD_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "world_model" / "srvp_control.yaml"
 ACTION_DIM = 1  # cartpole
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_decision(transition: str, device: torch.device, repeats: int, compile: bool,
+def time_decision(transition: str, device: torch.device, repeats: int, compile: bool | str,
                   horizon: int, candidates: int, iterations: int) -> tuple[float, float]:
-    """Median wall and process-CPU seconds of one planning decision (after a one-iteration warm-up).
+    """Median wall and process-CPU seconds of one planning decision (after a one-iteration warm-up), with the
+    rollout eager, compiled (True) or compiled in a torch.compile mode ("reduce-overhead": CUDA graphs).
 
     The CPU seconds show how much of the wall time the process actually ran on a shared machine.
     """
@@ -50,7 +47,7 @@ def time_decision(transition: str, device: torch.device, repeats: int, compile: 
         planner.plan(objective, generator=generator, device=device)
         synchronize(device)
         timings.append((time.perf_counter() - start, time.process_time() - cpu_start))
-    return sorted(timings)[len(timings) // 2]
+    return median([wall for wall, _ in timings]), median([cpu for _, cpu in timings])
 
 
 def main() -> None:
@@ -58,7 +55,8 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda skipped "
                         "when unavailable)")
     parser.add_argument("--repeats", type=int, default=3, help="timed decisions per setting (median reported)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the batched rollout")
+    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                        help="torch.compile the batched rollout (optionally in a mode, e.g. reduce-overhead)")
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--iterations", type=int, default=10)

@@ -9,15 +9,15 @@ load on the machine hits them alike; the speed-up is baseline / variant step tim
 Each variant's convolution and matmul work is counted once (torch.utils.flop_counter, forward + backward),
 and its rate compared with this device's float32 matmul rate, measured in the same run: a variant near
 that rate is bound by arithmetic and gets faster only with less arithmetic or lower precision.
-Run: `.venv/bin/python bench/train_step.py --device cpu --batch-sizes 4 --steps 3`.
+Run: `.venv/bin/python -m bench.train_step --device cpu --batch-sizes 4 --steps 3`.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from hydra import compose, initialize_config_module
@@ -25,43 +25,51 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
-from video_pred.train_step import StepOptions, TrainStep
+from bench.step_variants import StepOptions, TrainStep
+from bench.timing import matmul_flops_per_second, median, peak_memory_mib, seconds, synchronize
 from video_pred.trainer import optimisation_step
 from worldmodel import SRVPConfig
 
-DATASETS = {"smmnist": [], "kth": ["dataset.root=unused"]}
+DATASETS = {"smmnist": [], "kth": ["dataset.root=unused"], "bair": ["dataset.root=unused"]}
 
 
-def paper_setting(name: str) -> tuple[SRVPConfig, int]:
-    """The model config and training clip length of dataset `name`, as `srvp-train dataset=name` uses them."""
+@dataclass(frozen=True)
+class PaperSetting:
+    """What `srvp-train dataset=name` trains: the model, the clip lengths and the batch size."""
+
+    model: SRVPConfig
+    train_length: int
+    cond_frames: int
+    pred_frames: int
+    batch_size: int
+
+
+def paper_setting(name: str) -> PaperSetting:
+    """The paper's setting of dataset `name`, composed from configs/ as `srvp-train dataset=name` composes it."""
     with initialize_config_module(config_module="configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"dataset={name}", *DATASETS[name]])
-    return SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)), int(cfg.dataset.train_length)
+    return PaperSetting(
+        model=SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)),
+        train_length=int(cfg.dataset.train_length),
+        cond_frames=int(cfg.dataset.cond_frames),
+        pred_frames=int(cfg.dataset.pred_frames),
+        batch_size=int(cfg.trainer.batch_size),
+    )
 
 
 @dataclass
 class Timing:
-    """Seconds of the timed steps of one variant, its peak memory and its arithmetic per step."""
+    """Seconds of the timed steps of one variant, its first (warm-up) step, peak memory and arithmetic."""
 
     seconds: list[float]
     peak_mib: float
     flops: int = 0
+    warmup_seconds: float = 0.0
+    """The first step: compilation and cuDNN autotuning happen there."""
 
     @property
     def median(self) -> float:
-        return sorted(self.seconds)[len(self.seconds) // 2]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    """CUDA: peak allocated since the last reset; CPU: the process's peak resident set (all variants)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return median(self.seconds)
 
 
 def step_flops(runner: TrainStep, clips: torch.Tensor) -> int:
@@ -85,18 +93,6 @@ def print_profile(runner: TrainStep, clips: torch.Tensor, device: torch.device, 
     print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=48))
 
 
-def matmul_flops_per_second(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """float32 FLOP/s of a square matmul on `device`: the arithmetic rate a convolution step can approach."""
-    left, right = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    torch.mm(left, right)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(left, right)
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
-
-
 def time_variants(
     model_config: SRVPConfig,
     length: int,
@@ -115,8 +111,8 @@ def time_variants(
         runners.append(TrainStep(model_config, options, device))
     timings = [Timing([], 0.0) for _ in variants]
     for runner, timing in zip(runners, timings, strict=True):
-        for _ in range(2):
-            runner(clips)
+        timing.warmup_seconds = seconds(partial(runner, clips), device)
+        runner(clips)
         timing.flops = step_flops(runner, clips)
     synchronize(device)
     for _ in range(steps):
@@ -145,7 +141,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print the top ops of the last variant")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench/train_step.py: error: --device cuda but CUDA is not available")
+        raise SystemExit("bench.train_step: error: --device cuda but CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -153,7 +149,7 @@ def main() -> None:
     variants = [
         StepOptions(),
         StepOptions(channels_last=True, fused_optimizer=True),
-        StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True),
+        StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True, cudnn_benchmark=True),
     ]
     default = variants[-1]
     if args.bf16:
@@ -170,9 +166,10 @@ def main() -> None:
         f"{'GFLOP':>7} {'GFLOP/s':>8} {'of mm':>6} {'speed-up':>8}"
     )
     for name in args.datasets:
-        model_config, length = paper_setting(name)
+        setting = paper_setting(name)
         for batch in args.batch_sizes:
-            timings = time_variants(model_config, length, batch, variants, device, args.steps, args.profile)
+            timings = time_variants(setting.model, setting.train_length, batch, variants, device, args.steps,
+                                    args.profile)
             for options, timing in zip(variants, timings, strict=True):
                 ratio = timings[0].median / timing.median
                 rate = timing.flops / timing.median

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 COMMANDS = {
-    "train_step": ["bench/train_step.py", "--datasets", "smmnist", "--batch-sizes", "1", "--steps", "1"],
-    "sampling": ["bench/sampling.py", "--datasets", "smmnist", "--clips", "1", "--samples", "2"],
-    "planning": ["bench/planning.py", "--candidates", "8", "--iterations", "1", "--horizon", "2", "--repeats", "1"],
-    "data_loading": ["bench/data_loading.py", "--batches", "1"],
+    "train_step": ["-m", "bench.train_step", "--datasets", "smmnist", "--batch-sizes", "1", "--steps", "1"],
+    "sampling": ["-m", "bench.sampling", "--datasets", "smmnist", "--clips", "1", "--samples", "2"],
+    "planning": ["-m", "bench.planning", "--candidates", "8", "--iterations", "1", "--horizon", "2", "--repeats", "1"],
+    "data_loading": ["-m", "bench.data_loading", "--batches", "1"],
 }
 
 
@@ -29,3 +30,45 @@ def test_bench_script_prints_a_table(name):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) >= 2, result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_part(tmp_path):
+    """`make gpu-check`'s script at tiny sizes on CPU: every part succeeds and lands in both result files."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from mnist_files import write_fake_mnist
+
+    mnist = write_fake_mnist(tmp_path / "mnist")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(out), "--mnist-dir", str(mnist)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    parts = results["parts"]
+    assert list(parts) == ["gpu_tests", "train_throughput", "sampling", "planning", "smmnist_training"]
+    assert all(part["status"] == "ok" for part in parts.values()), {k: v.get("error") for k, v in parts.items()}
+    throughput = parts["train_throughput"]["result"]["timings"]
+    assert {key.split("/")[0] for key in throughput} == {"smmnist", "kth", "bair"}
+    assert all(timing["flops"] > 0 and min(timing["step_seconds"]) > 0 for timing in throughput.values())
+    numerics = parts["gpu_tests"]["result"]["bf16_numerics"]
+    assert 0 < numerics["gradient cosine"] <= 1 and numerics["loss relative difference"] < 0.1
+    training = parts["smmnist_training"]["result"]
+    assert set(training["eval"]["baselines"]) == {"black", "last_frame", "mean_frame"}
+    markdown = (out / "results.md").read_text()
+    assert markdown.count("\n## ") == 5 and "| model | " in markdown
+
+
+def test_gpu_check_names_missing_packages(tmp_path):
+    """Where a package is missing, the check stops with one line naming it (here: hydra hidden)."""
+    blocker = tmp_path / "hydra"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    result = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(tmp_path / "o")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("bench.gpu_check: error: missing Python packages: "
+                                                              "hydra-core")

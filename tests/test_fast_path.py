@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.worldmodel_testing import TINY
-from video_pred.train_step import StepOptions, TrainStep
+from bench.step_variants import StepOptions, TrainStep
 from worldmodel import SRVPConfig
 from worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 

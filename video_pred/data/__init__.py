@@ -77,15 +77,17 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
 def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int) -> Dataset:
     """Moving MNIST: training/validation digits are a fixed 95/5 split of MNIST train; test uses MNIST test."""
     cache_dir = Path(dataset.cache_dir)
-    deterministic = bool(dataset.deterministic)
+    deterministic, num_digits = bool(dataset.deterministic), int(dataset.num_digits)
     if split == "test":
         digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir, dataset.verify_md5)
-        name = f"{dataset.name}_test_{dataset.test_size}x{test_length}.npy"
-        clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic)
+        name = f"{dataset.name}_test_{num_digits}digits_{dataset.test_size}x{test_length}.npy"
+        clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic,
+                                       num_digits=num_digits)
         return FixedClips(clips)
     train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir, dataset.verify_md5)[0])
     if split == "val":
-        return FixedClips(build_test_set(val_digits, VALIDATION_CLIPS, test_length, deterministic, VALIDATION_SEED))
+        return FixedClips(build_test_set(val_digits, VALIDATION_CLIPS, test_length, deterministic, VALIDATION_SEED,
+                                         num_digits))
     return StochasticMovingMNIST(
-        train_digits, int(dataset.num_digits), int(dataset.train_length), deterministic, int(dataset.epoch_size), seed
+        train_digits, num_digits, int(dataset.train_length), deterministic, int(dataset.epoch_size), seed
     )

@@ -220,7 +220,7 @@ class PreparedVideos(torch.utils.data.Dataset):
 
     Random mode (`fixed_clips=False`): item i is a sub-sequence of `seq_len` frames of a video of
     `split`, drawn uniformly among the videos long enough, then a uniform start. The draw is a function of
-    (`seed`, epoch, i) only, so it does not depend on DataLoader workers; `set_epoch` gives fresh clips.
+    (`seed`, i) only, so it does not depend on DataLoader workers; another seed draws other clips.
     `epoch_size` is the number of items (default: the number of usable videos).
 
     Fixed mode (`fixed_clips=True`, split `test`): item i is the i-th fixed test clip written by
@@ -245,7 +245,7 @@ class PreparedVideos(torch.utils.data.Dataset):
             raise ValueError(f"unknown split {split!r} for {self.root}: expected one of {expected}")
         if seq_len < 1:
             raise ValueError(f"seq_len must be a positive number of frames, got {seq_len}")
-        self.split, self.seq_len, self.seed, self.epoch = split, seq_len, seed, 0
+        self.split, self.seq_len, self.seed = split, seq_len, seed
         self.channels: int = meta["channels"]
         frame_counts: dict[str, int] = meta["splits"][split]
         if fixed_clips:
@@ -266,10 +266,6 @@ class PreparedVideos(torch.utils.data.Dataset):
         self.frame_counts = {vid: frame_counts[vid] for vid in self.videos}
         self._open_maps: dict[str, np.ndarray] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the random clips drawn (random mode); set before the DataLoader starts its workers."""
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return self.length
 
@@ -279,7 +275,7 @@ class PreparedVideos(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {self.length} clips")
         if self.clips is not None:
             return self.clips[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, index])
         video_id = self.videos[rng.integers(len(self.videos))]
         return video_id, int(rng.integers(self.frame_counts[video_id] - self.seq_len + 1))
 

@@ -65,12 +65,16 @@ def _substeps(dt: float) -> int:
 class _BounceVelocities:
     """Stochastic bounce velocities: bounce n of trajectory i takes entry (i, n) of a lazily grown table.
 
-    The table grows by blocks of a fixed width drawn in order from `rng`, so each entry's value depends on
-    the generator state only, never on when the simulation asked for it (hence on the step size).
+    Trajectories form groups, each with its own generator (one group for a test set drawn from one seed;
+    one group per training clip, whose digits share the clip's generator). The table grows by blocks of a
+    fixed width, each group drawing its rows of the block from its own generator in order, so an entry's
+    value depends on its group's generator state only: never on when the simulation asked for it (hence
+    on the step size), nor on which other groups are simulated alongside (hence on the batch).
     """
 
-    def __init__(self, rng: np.random.Generator, count: int, block: int) -> None:
-        self.rng, self.count, self.block = rng, count, block
+    def __init__(self, groups: list[np.random.Generator], group_size: int, block: int) -> None:
+        self.groups, self.group_size, self.block = groups, group_size, block
+        count = len(groups) * group_size
         self.table = np.empty((count, 0, 2), dtype=np.float64)
         self.used = np.zeros(count, dtype=np.int64)
 
@@ -79,7 +83,9 @@ class _BounceVelocities:
         if which.size == 0:
             return np.empty((0, 2))
         while self.used[which].max() >= self.table.shape[1]:
-            new_block = self.rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=(self.count, self.block, 2))
+            new_block = np.concatenate([
+                rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=(self.group_size, self.block, 2)) for rng in self.groups
+            ])
             self.table = np.concatenate([self.table, new_block.astype(np.float64)], axis=1)
         velocities = self.table[which, self.used[which]]
         self.used[which] += 1
@@ -91,21 +97,23 @@ def simulate_trajectories(
     start_velocities: np.ndarray,
     num_frames: int,
     deterministic: bool,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | list[np.random.Generator] | None = None,
     dt: float = 1.0,
     limit: float = FRAME_SIZE - DIGIT_SIZE,
 ) -> Trajectories:
     """Bounce `n` points inside [0, limit]^2 from (n, 2) starts, sampling every dt up to time num_frames - 1.
 
-    Stochastic bounces draw their velocities from `rng` (required then). All trajectories advance together
-    (vectorised); within a step, each one repeatedly moves to its next wall crossing and bounces until the
-    step's remaining time is spent.
+    Stochastic bounces draw their velocities from `rng` (required then): one generator for all trajectories,
+    or a list of g generators, generator j serving the j-th of g equal consecutive groups of trajectories.
+    All trajectories advance together (vectorised); within a step, each one repeatedly moves to its next
+    wall crossing and bounces until the step's remaining time is spent.
     """
     substeps = _substeps(dt)
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not deterministic and rng is None:
         raise ValueError("stochastic bounces need a random generator (rng)")
+    groups = [rng] if isinstance(rng, np.random.Generator) else list(rng or [])
     position = np.array(start_positions, dtype=np.float64)
     velocity = np.array(start_velocities, dtype=np.float64)
     if position.ndim != 2 or position.shape[1] != 2 or velocity.shape != position.shape:
@@ -113,7 +121,11 @@ def simulate_trajectories(
     if np.any(position < 0) or np.any(position > limit):
         raise ValueError(f"start positions must lie in [0, {limit}]")
     count = len(position)
-    bounce_velocities = None if deterministic else _BounceVelocities(rng, count, block=4 + num_frames // 4)
+    bounce_velocities = None
+    if not deterministic:
+        if count % len(groups):
+            raise ValueError(f"{count} trajectories cannot form {len(groups)} equal groups (one per generator)")
+        bounce_velocities = _BounceVelocities(groups, count // len(groups), block=4 + num_frames // 4)
     num_samples = (num_frames - 1) * substeps + 1
     positions = np.empty((count, num_samples, 2))
     velocities = np.empty((count, num_samples, 2))
@@ -309,11 +321,15 @@ def split_digits(digits: np.ndarray, val_fraction: float = 0.05, seed: int = 0) 
 class StochasticMovingMNIST(Dataset):
     """Training clips generated on the fly: item i is a (seq_len, 1, 64, 64) uint8 clip.
 
-    Item i is a pure function of (`seed`, epoch, i): it does not depend on DataLoader workers, their
-    number or the order of requests, so a resumed run sees the same clips, and workers never duplicate
-    each other (they serve different indices). Every non-negative index is valid (an endless stream, as
-    `video_pred.data.stream.DrawSampler` draws it); `epoch_size` is only the length reported to samplers
-    that iterate over `range(len(dataset))`, and `set_epoch` then gives fresh clips.
+    Item i is a pure function of (`seed`, i): it does not depend on DataLoader workers, their number, the
+    order of requests or the other items of its batch, so a resumed run sees the same clips and workers
+    never duplicate each other (they serve different indices). Every non-negative index is valid (an
+    endless stream, as `video_pred.data.stream.DrawSampler` draws it); `epoch_size` is only the length
+    reported to samplers that iterate over `range(len(dataset))`.
+
+    A DataLoader fetches a batch through `__getitems__`, which simulates and draws all its clips at once
+    (vectorised over clips and digits): each clip's random numbers still come from its own generator, in
+    the order a lone `dataset[i]` draws them, so a batch equals its items generated one by one.
     """
 
     def __init__(
@@ -334,23 +350,31 @@ class StochasticMovingMNIST(Dataset):
         self.deterministic = deterministic
         self.epoch_size = epoch_size
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw other clips for the same indices; set before the DataLoader starts its workers."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.epoch_size
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        if index < 0:
-            raise IndexError(f"negative index {index}: training clips are numbered from 0")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        digit_ids = rng.integers(0, len(self.digits), size=self.num_digits)
-        trajectories = sample_trajectories(rng, self.num_digits, self.seq_len, self.deterministic)
-        offsets = trajectories.pixel_offsets()[None]
-        return torch.from_numpy(render_clips(self.digits[digit_ids][None], offsets)[0])
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        """The clips of `indices`, generated together: a list of (seq_len, 1, 64, 64) uint8 tensors."""
+        if min(indices, default=0) < 0:
+            raise IndexError(f"negative index {min(indices)}: training clips are numbered from 0")
+        count, limit = len(indices) * self.num_digits, FRAME_SIZE - DIGIT_SIZE
+        generators = [np.random.default_rng([self.seed, index]) for index in indices]
+        digit_ids = np.empty((len(indices), self.num_digits), np.int64)
+        starts, velocities = np.empty((count, 2), np.int64), np.empty((count, 2), np.int64)
+        for item, rng in enumerate(generators):
+            # The draws of sample_trajectories for this clip's digits, in the same order.
+            digit_ids[item] = rng.integers(0, len(self.digits), size=self.num_digits)
+            rows = slice(item * self.num_digits, (item + 1) * self.num_digits)
+            starts[rows] = rng.integers(0, limit + 1, size=(self.num_digits, 2))
+            velocities[rows] = rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=(self.num_digits, 2))
+        trajectories = simulate_trajectories(starts, velocities, self.seq_len, self.deterministic, generators)
+        offsets = trajectories.pixel_offsets().reshape(len(indices), self.num_digits, self.seq_len, 2)
+        clips = torch.from_numpy(render_clips(self.digits[digit_ids], offsets))
+        return list(clips)
 
 
 class FixedClips(Dataset):

@@ -34,6 +34,9 @@ class StepOptions:
     factorised_decoder: bool = False
     """The decoder's shared-skip and folded-upsampling convolutions (`FrameDecoder.factorised`, on in the
     Trainer); off, the literal concatenation of the skips with the upsampled input."""
+    cudnn_benchmark: bool = False
+    """Let cuDNN time its convolution algorithms once per shape and keep the fastest (on in the Trainer on
+    CUDA; no effect elsewhere)."""
 
     def label(self) -> str:
         names = [name for name, on in vars(self).items() if on]
@@ -59,4 +62,6 @@ class TrainStep:
 
     def __call__(self, batch: torch.Tensor) -> ElboOutput:
         """One update on uint8 clips (b t c h w); returns the ELBO output (no host synchronisation)."""
+        # A process-wide switch: set for each step, so variants timed side by side each run with their own.
+        torch.backends.cudnn.benchmark = self.options.cudnn_benchmark
         return optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.precision)

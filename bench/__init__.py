@@ -1,0 +1,1 @@
+"""Benchmarks and the GPU check: `python -m bench.<name>` from the repository root."""
