@@ -235,7 +235,9 @@ def test_hyper_parameters_follow_the_official_arguments() -> None:
     assert config.nu == pytest.approx(0.04)
     assert config.f_gain == 1.2
     defaults = config_from_official_args({"nc": 1, "ny": 20, "nz": 20, "nt_inf": 5})
-    assert defaults == SRVPConfig(f_gain=1.41, beta=1.0)
+    assert defaults == SRVPConfig(f_gain=1.41, beta=1.0, beta_y=1.0)
+    # The official loss weights KL(q(y_1)) by beta_y: it travels into our config, not dropped.
+    assert config_from_official_args({"nc": 1, "ny": 20, "nz": 20, "nt_inf": 5, "beta_y": 0.5}).beta_y == 0.5
 
 
 @pytest.mark.parametrize(

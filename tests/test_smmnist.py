@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from video_pred.data import smmnist
+from video_pred.data import build_dataset, dataset_defaults, smmnist
 from video_pred.data.smmnist import (
     FixedClips,
     StochasticMovingMNIST,
     build_test_set,
     load_or_build_test_set,
+    load_official_test_set,
     render_clips,
     sample_trajectories,
     simulate_trajectories,
@@ -236,3 +237,43 @@ def test_split_digits_is_fixed_and_disjoint():
     assert len(train) == 190 and len(val) == 10
     assert set(train[:, 0, 0]).isdisjoint(val[:, 0, 0])
     np.testing.assert_array_equal(split_digits(digits, 0.05, 0)[1], val)
+
+
+def write_official_test_file(path, num_clips: int, length: int) -> np.ndarray:
+    """An npz in the layout of the official SRVP test-set script: `sequences` uint8 (T, N, 64, 64) beside
+    latents (T, N, digits, 4), labels and digit images; returns the sequences."""
+    rng = np.random.default_rng(0)
+    sequences = rng.integers(0, 256, (length, num_clips, 64, 64), dtype=np.uint8)
+    np.savez_compressed(path, sequences=sequences, latents=rng.normal(size=(length, num_clips, 2, 4)),
+                        labels=rng.integers(0, 10, (num_clips, 2), dtype=np.uint8),
+                        digits=rng.integers(0, 256, (num_clips, 2, 28, 28), dtype=np.uint8))
+    return sequences
+
+
+def test_official_test_file_is_read_as_our_test_split(tmp_path):
+    sequences = write_official_test_file(tmp_path / "smmnist_test_2digits_64.npz", num_clips=6, length=30)
+    section = dataset_defaults("smmnist")
+    section.test_file = str(tmp_path / "smmnist_test_2digits_64.npz")
+    test_set = build_dataset(section, "test")
+    assert len(test_set) == 6
+    for index in range(6):
+        clip = test_set[index]
+        assert clip.shape == (25, 1, 64, 64)  # 5 conditioning + 20 predicted frames of each 30-frame clip
+        assert torch.equal(clip[:, 0], torch.from_numpy(sequences[:25, index]))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"),
+    (b"not a zip", "not a readable npz"),
+    ({"videos": np.zeros((30, 2, 64, 64), np.uint8)}, "no 'sequences' array"),
+    ({"sequences": np.zeros((30, 2, 64, 64), np.float32)}, "'sequences' must be uint8 \\(T, N, 64, 64\\)"),
+    ({"sequences": np.zeros((10, 2, 64, 64), np.uint8)}, "clips of 10 frames, 25 needed"),
+])
+def test_bad_official_test_files_are_named(tmp_path, content, message):
+    path = tmp_path / "test.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        np.savez(path, **content)
+    with pytest.raises((ValueError, FileNotFoundError), match=f"dataset.test_file={path}: {message}"):
+        load_official_test_set(path, 25)

@@ -237,7 +237,10 @@ def test_head_loss_masks_nan_targets_and_trains_the_head() -> None:
     seen = ~rewards.isnan()
     expected = 0.5 * ((predicted[seen] - rewards[seen]) ** 2).sum() / 2
     torch.testing.assert_close(output.parts["head_reward"], expected.detach())
-    without_head = sum(output.parts[name] for name in ("nll", "kl_y1", "kl_z", "residual_norm"))
+    cfg = model.config
+    parts = output.parts
+    without_head = (parts["nll"] + cfg.beta_y * parts["kl_y1"] + cfg.beta * parts["kl_z"]
+                    + cfg.l2_weight * parts["residual_norm"])
     torch.testing.assert_close(output.parts["loss"], without_head + 0.5 * expected.detach())
 
     output.loss.backward()
@@ -326,6 +329,41 @@ def test_train_mode_draws_distinct_random_content_frames() -> None:
     assert len({tuple(row.tolist()) for row in picked}) > 10
     with pytest.raises(ValueError, match="frames"):
         model._content_indices(1, 2, 3, torch.device("cpu"))
+
+
+def test_train_mode_draws_the_skip_frame_uniformly_and_independently_of_the_content_frames() -> None:
+    """As the official model: at training time the frame feeding the skips is uniform over the clip and drawn
+    independently of the k content frames, so it is a content frame with probability k/T only."""
+    model = tiny_model(skip=True, y1_frames=2, content_frames=3).train()
+    batch, length = 4000, 6
+    encoded = model.encode(random_clips(1, length))
+    # Mark each frame's blocks with its index, so the chosen frame can be read back from the skips.
+    blocks = [torch.arange(length, dtype=torch.float32).view(1, length, 1, 1, 1).expand(batch, -1, *b.shape[2:])
+              for b in encoded.blocks]
+    torch.manual_seed(0)
+    chosen = model._skip_frames(blocks)[0][:, 0, 0, 0].long()
+    counts = torch.bincount(chosen, minlength=length).double() / batch
+    torch.testing.assert_close(counts, torch.full((length,), 1 / length, dtype=torch.double), atol=0.03, rtol=0)
+    # Through observe: the skip frame is one of the k = 3 content frames about k/T = 1/2 of the time (the old
+    # choice, the last content frame, made it always one).
+    content_frames = []
+    pick_content = model._content_indices
+
+    def recording(*args):
+        content_frames.append(pick_content(*args))
+        return content_frames[-1]
+
+    model._content_indices = recording
+    clips = random_clips(1, length).expand(400, -1, -1, -1, -1)
+    observation = model.observe(clips)
+    frames = model.encode(clips).blocks[-1]
+    skip_frames = torch.stack([(observation.skips[-1][i] == frames[i]).flatten(1).all(dim=1).nonzero()[0, 0]
+                               for i in range(400)])
+    among_content = (content_frames[0] == skip_frames[:, None]).any(dim=1).double().mean().item()
+    assert 0.4 < among_content < 0.6
+    model.eval()
+    for block, skip in zip(model.encode(clips[:2]).blocks, model.observe(clips[:2]).skips, strict=True):
+        torch.testing.assert_close(skip, block[:, -1])
 
 
 def test_observe_samples_z_from_its_posterior() -> None:

@@ -85,8 +85,9 @@ def test_gaussian_nll_is_the_negative_log_density(variance: float) -> None:
 
 # ---------------------------------------------------------------- ELBO
 def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
-    beta, l2_weight, nu, head_weight, batch = 2.5, 0.7, 0.3, 0.4, 3
-    model = tiny_model(beta=beta, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2}, head_weight=head_weight)
+    beta, beta_y, l2_weight, nu, head_weight, batch = 2.5, 0.6, 0.7, 0.3, 0.4, 3
+    model = tiny_model(beta=beta, beta_y=beta_y, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2},
+                       head_weight=head_weight)
     frames = random_clips(batch, 5)
     rewards = torch.randn(batch, 5, 2)
     torch.manual_seed(11)
@@ -110,7 +111,8 @@ def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
     for name, value in expected.items():
         torch.testing.assert_close(parts[name].double(), value.double(), rtol=1e-5, atol=1e-4, msg=name)
         assert not parts[name].requires_grad
-    total = nll + kl_y1 + beta * kl_z + l2_weight * residual_norm + head_weight * heads
+    # The official loss: nll + beta_y KL(q(y_1)) + beta_z KL(q(z)) + l2_res ||residuals||.
+    total = nll + beta_y * kl_y1 + beta * kl_z + l2_weight * residual_norm + head_weight * heads
     torch.testing.assert_close(output.loss.double(), total.double(), rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(parts["loss"], output.loss.detach())
     assert output.loss.requires_grad

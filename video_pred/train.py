@@ -63,7 +63,8 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)
     val_clips = mean_frame = None
     if cfg.trainer.val_every:
-        val_clips = first_clips(build_dataset(cfg.dataset, "val"), cfg.trainer.val_clips).to(device)
+        val_set = build_dataset(cfg.dataset, "val", size=int(cfg.trainer.val_clips))
+        val_clips = first_clips(val_set, len(val_set)).to(device)
         if dist.is_main:
             mean_frame = mean_training_frame(build_dataset(cfg.dataset, "train")).to(device)
     # The training set is an endless stream indexed by draw number, so DrawSampler (not torch's

@@ -38,12 +38,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], float]:
-    """LR factor: 1 for `steps` steps, then linear decay to 0 over `decay_steps` (the paper's schedule)."""
+    """LR factor of `LambdaLR`, stepped after every optimiser step, for the official schedule: optimiser steps
+    1..`steps` use the full rate, step `steps` + k uses (n - k) / n with n = `decay_steps`, so the last step
+    (k = n) uses 0. The factor receives the number of scheduler steps taken, one less than the step to come.
 
-    def factor(step: int) -> float:
-        if step < steps or decay_steps == 0:
+    The official loop steps its scheduler after each step s >= `steps`; with `steps` = 0 that first happens
+    after step 1, so step 1 keeps the full rate there too (hence max(steps, 1))."""
+
+    def factor(taken: int) -> float:
+        if decay_steps == 0:
             return 1.0
-        return max(0.0, 1.0 - (step - steps) / decay_steps)
+        decayed = max(0, taken + 1 - max(steps, 1))
+        return max(0.0, (decay_steps - decayed) / decay_steps)
 
     return factor
 
@@ -119,7 +125,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         train_module: torch.nn.Module = self.model
         if self.dist.enabled:
-            if trainer.sync_batchnorm:
+            # As the official code: BatchNorm statistics over the global batch whenever several GPUs train.
+            sync = device.type == "cuda" if trainer.sync_batchnorm == "auto" else trainer.sync_batchnorm
+            if sync:
                 if device.type != "cuda":
                     raise ValueError("trainer.sync_batchnorm=true needs CUDA devices (SyncBatchNorm is GPU-only)")
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -209,19 +217,24 @@ class Trainer:
             yield
 
     @torch.no_grad()
-    def validation_psnr(self, clips: torch.Tensor) -> float:
-        """Mean over clips of the best-of-`val_samples` PSNR of the predicted frames (model selection)."""
-        dataset = self.cfg.dataset
+    def validation_psnr(self, clips: torch.Tensor) -> dict[str, float]:
+        """Model selection score of the validation clips (b t c h w): per clip, the best of `val_samples`
+        samples by PSNR averaged over `val_frames` ('all': the reconstructed conditioning frames too, as the
+        official selection; 'predicted': predicted frames only), then the mean over clips -> {'psnr': score};
+        with 'all', also the predicted frames' share -> 'psnr_predicted', comparable with the baselines."""
+        cond, trainer = self.cfg.dataset.cond_frames, self.cfg.trainer
         self.model.eval()
-        with self.evaluation_noise(), autocast(self.device, self.cfg.trainer.precision):
-            predictions = self.model.predict(
-                clips[:, : dataset.cond_frames], clips.shape[1] - dataset.cond_frames, self.cfg.trainer.val_samples
-            )
-        truth = clips[:, dataset.cond_frames :].float().div(255)
-        # Model selection uses the evaluation protocol's best-of-N PSNR.
-        scores = score_samples(predictions[:, :, dataset.cond_frames :].float(), truth, [FRAME_METRICS["psnr"]])
-        best = best_of_n(scores["psnr"], higher_is_better=True).mean(dim=1)
-        return best.mean().item()
+        with self.evaluation_noise(), autocast(self.device, trainer.precision):
+            predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, trainer.val_samples)
+        frames = {"psnr_predicted": slice(cond, None)} if trainer.val_frames == "predicted" else {
+            "psnr": slice(None), "psnr_predicted": slice(cond, None)}
+        scores = {}
+        for name, kept in frames.items():
+            per_frame = score_samples(predictions[:, :, kept].float(), clips[:, kept].float().div(255),
+                                      [FRAME_METRICS["psnr"]])["psnr"]
+            scores[name] = best_of_n(per_frame, higher_is_better=True).mean().item()
+        scores.setdefault("psnr", scores["psnr_predicted"])
+        return scores
 
     def baseline_psnr(self, clips: torch.Tensor, mean_frame: torch.Tensor) -> dict[str, float]:
         """PSNR of the predicted frames of clips (b t c h w) by each model-free baseline, logged beside the
@@ -257,7 +270,8 @@ class Trainer:
         """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint.
 
         `logger` may be None on ranks other than 0, which write nothing. With `mean_frame` (c h w), each
-        validation also logs the model-free baselines' PSNR on the validation clips (val/baseline_psnr/*)."""
+        validation also logs the model-free baselines' PSNR on the validation clips' predicted frames
+        (val/baseline_psnr_predicted/*, beside the model's val/psnr_predicted)."""
         trainer = self.cfg.trainer
         stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
         last = self.checkpoint_dir / "last.pt"
@@ -303,12 +317,12 @@ class Trainer:
                     sums, window, window_start = {}, 0, time.perf_counter()
                 writes = self.dist.is_main
                 if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
-                    score = self.validation_psnr(val_clips)
-                    logger.scalars(self.step, "val", {"psnr": score})
+                    scores = self.validation_psnr(val_clips)
+                    logger.scalars(self.step, "val", scores)
                     if baselines is not None:
-                        logger.scalars(self.step, "val/baseline_psnr", baselines)
-                    if self.best_val_psnr is None or score > self.best_val_psnr:
-                        self.best_val_psnr = score
+                        logger.scalars(self.step, "val/baseline_psnr_predicted", baselines)
+                    if self.best_val_psnr is None or scores["psnr"] > self.best_val_psnr:
+                        self.best_val_psnr = scores["psnr"]
                         self.save("best")
                 if writes and (self.step % trainer.video_every == 0 or at_end):
                     video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
@@ -359,5 +373,11 @@ def check_budget(cfg: DictConfig) -> None:
         or int(trainer.steps) + int(trainer.lr_decay_steps) < 1
     ):
         raise ValueError("trainer.steps + trainer.lr_decay_steps must be at least 1")
+    if trainer.val_frames not in ("all", "predicted"):
+        raise ValueError(f"trainer.val_frames={trainer.val_frames!r}: expected all or predicted")
+    if trainer.sync_batchnorm not in ("auto", True, False):
+        raise ValueError(f"trainer.sync_batchnorm={trainer.sync_batchnorm!r}: expected auto, true or false")
+    if trainer.val_every and (int(trainer.val_clips) < 1 or int(trainer.val_samples) < 1):
+        raise ValueError("trainer.val_clips and trainer.val_samples must be positive when trainer.val_every is set")
     if not math.isfinite(float(trainer.optimizer.lr)) or float(trainer.optimizer.lr) <= 0:
         raise ValueError(f"trainer.optimizer.lr={trainer.optimizer.lr}: must be a positive number")

@@ -55,8 +55,10 @@ class SRVPConfig:
     """Gain of the orthogonal initialisation of the transition MLP."""
     nu: float = 1.0
     """Variance of the Gaussian observation model."""
-    beta: float = 1.0
+    beta: float = 2.0
     """Weight of the KL on z."""
+    beta_y: float = 1.0
+    """Weight of the KL on y_1 (the official code's beta_y; 1 in every released run)."""
     l2_weight: float = 1.0
     """lambda: weight of the L2 norm of the Euler residuals."""
     action_dim: int = 0
@@ -100,8 +102,9 @@ class SRVPConfig:
             raise ValueError("model.skip=true needs model.use_content=true (skips carry the content frames)")
         if self.nu <= 0:
             raise ValueError(f"model.nu={self.nu}: the observation variance must be positive")
-        if self.beta < 0 or self.l2_weight < 0 or self.head_weight < 0:
-            raise ValueError("model.beta, model.l2_weight and model.head_weight must be non-negative")
+        for name in ("beta", "beta_y", "l2_weight", "head_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name}={getattr(self, name)}: a loss weight must be non-negative")
         if self.action_dim < 0:
             raise ValueError(f"model.action_dim={self.action_dim}: must be >= 0")
         for name, size in self.heads.items():

@@ -219,6 +219,20 @@ class SRVP(nn.Module):
             return torch.rand(batch, length, device=device).argsort(dim=1)[:, :count]
         return torch.arange(length - count, length, device=device).expand(batch, count)
 
+    def _skip_frames(self, blocks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Encoder blocks (b t ch h w) of the frame each clip takes its skips from, each (b ch h w).
+
+        Training: one frame per clip drawn uniformly, independently of the content frames (as the official
+        code draws it); otherwise the last frame (the last conditioning frame at test time)."""
+        batch, length = blocks[0].shape[:2]
+        device = blocks[0].device
+        rows = torch.arange(batch, device=device)
+        if self.training:
+            frames = torch.randint(length, (batch,), device=device)
+        else:
+            frames = torch.full((batch,), length - 1, device=device)
+        return [block[rows, frames] for block in blocks]
+
     def observe(
         self,
         frames: torch.Tensor,
@@ -228,22 +242,22 @@ class SRVP(nn.Module):
         skips: list[torch.Tensor] | None = None,
     ) -> Observation:
         """Infer the latents of observed frames (b t c h w): y_1 and z from their posteriors (sampled),
-        w from k frames (random at training, last k otherwise), skips from one frame (random at training,
-        the last otherwise) unless the caller gives them (`predict` selects them before expanding samples)."""
+        w from k frames (random at training, last k otherwise), skips from one frame (random at training and
+        independent of the k, the last otherwise) unless the caller gives them (`predict` selects them before
+        expanding samples)."""
         cfg = self.config
         encoded = self.encode(frames) if encoded is None else encoded
         codes = encoded.codes
         batch, length = codes.shape[:2]
         if length < cfg.y1_frames:
             raise ValueError(f"y_1 is inferred from {cfg.y1_frames} frames but only {length} were given")
-        rows = torch.arange(batch, device=codes.device)
+        if cfg.skip and skips is None:
+            skips = self._skip_frames(encoded.blocks)
         content = None
         if cfg.use_content:
             picked = self._content_indices(batch, length, cfg.content_frames, codes.device)
+            rows = torch.arange(batch, device=codes.device)
             content = self.infer_content(codes[rows[:, None], picked])
-        if cfg.skip and skips is None:
-            frame = picked[:, -1]
-            skips = [block[rows, frame] for block in encoded.blocks]
         q_y1 = self.infer_y1(codes[:, : cfg.y1_frames])
         q_z = z = None
         if cfg.stochastic and length > 1:
@@ -281,7 +295,7 @@ class SRVP(nn.Module):
         residual_norm = zero
         if observation.rollout.residuals is not None:
             residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
-        loss = nll + kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
+        loss = nll + cfg.beta_y * kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
         parts = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm}
         if head_targets:
             predictions = self.predict_heads(observation.states)
@@ -335,13 +349,9 @@ class SRVP(nn.Module):
         cfg = self.config
         batch, cond_length = cond_frames.shape[:2]
         encoded = self.encode(cond_frames)
-        skips = None
-        if cfg.skip:
-            # One skip per clip, shared by its samples (never copied num_samples times: gigabytes for VGG
-            # models at 100 samples, and the decoder computes a shared skip's contribution once).
-            frame = self._content_indices(batch, cond_length, cfg.content_frames, cond_frames.device)[:, -1]
-            rows = torch.arange(batch, device=cond_frames.device)
-            skips = [block[rows, frame] for block in encoded.blocks]
+        # One skip per clip, shared by its samples (never copied num_samples times: gigabytes for VGG models at
+        # 100 samples, and the decoder computes a shared skip's contribution once).
+        skips = self._skip_frames(encoded.blocks) if cfg.skip else None
         expanded = Encoded(repeat(encoded.codes, "b t d -> (b n) t d", n=num_samples), [])
         cond_actions = future_actions = None
         if actions is not None:

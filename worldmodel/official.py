@@ -12,9 +12,8 @@ Hyper-parameters (official argument -> `SRVPConfig` field):
     nlayers_inf -> inf_layers, nh_res -> fwd_hidden, nlayers_res -> fwd_layers,
     nt_inf -> y1_frames and content_frames (one k for both), n_euler_steps -> dt = 1 / n_euler_steps,
     res_gain -> f_gain, obs_scale (a standard deviation) -> nu = obs_scale ** 2, beta_z -> beta,
-    l2_res -> l2_weight. nx must be 64. beta_y has no counterpart (our KL on y_1 has weight 1, the value
-    of every released run) and only matters for training. Missing optional arguments take the defaults
-    of the official `args.py`.
+    beta_y -> beta_y, l2_res -> l2_weight. nx must be 64. Missing optional arguments take the defaults of
+    the official `args.py`.
 
 Parameters and buffers (official name -> ours; the rest of each name is unchanged):
     encoder.conv.<i>.*         -> encoder.blocks.<i>.*   (same Sequential indices for DCGAN and VGG, the
@@ -56,7 +55,7 @@ from worldmodel.model import SRVP
 OFFICIAL_DEFAULTS: dict[str, Any] = {
     "nx": 64, "nhx": 128, "n_euler_steps": 1, "obs_scale": 1.0, "archi": "dcgan", "skipco": False, "nf": 64,
     "nh_res": 512, "nlayers_res": 4, "nh_inf": 256, "nlayers_inf": 3, "res_gain": 1.41, "beta_z": 1.0,
-    "l2_res": 1.0,
+    "beta_y": 1.0, "l2_res": 1.0,
 }
 """Defaults of the official `args.py` for the model arguments a config.json may lack."""
 
@@ -172,7 +171,8 @@ def config_from_official_args(args: Mapping[str, Any]) -> SRVPConfig:
         inf_layers=int(values["nlayers_inf"]), fwd_hidden=int(values["nh_res"]),
         fwd_layers=int(values["nlayers_res"]), y1_frames=int(values["nt_inf"]),
         content_frames=int(values["nt_inf"]), dt=1.0 / euler_steps, f_gain=float(values["res_gain"]),
-        nu=float(values["obs_scale"]) ** 2, beta=float(values["beta_z"]), l2_weight=float(values["l2_res"]),
+        nu=float(values["obs_scale"]) ** 2, beta=float(values["beta_z"]), beta_y=float(values["beta_y"]),
+        l2_weight=float(values["l2_res"]),
     ).validate()
 
 

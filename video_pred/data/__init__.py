@@ -19,6 +19,7 @@ from video_pred.data.smmnist import (
     FixedClips,
     StochasticMovingMNIST,
     build_test_set,
+    load_official_test_set,
     load_or_build_test_set,
     split_digits,
 )
@@ -28,7 +29,6 @@ PREPARED_DATASETS = ("kth", "human36m", "bair")
 SPLITS = ("train", "val", "test")
 VALIDATION_SEED = 7
 """Seed of the fixed validation clips (independent of the run seed, so runs are compared on the same clips)."""
-VALIDATION_CLIPS = 256
 
 
 def dataset_defaults(name: str) -> DictConfig:
@@ -54,13 +54,16 @@ def dataset_section(trained: dict[str, Any], overrides: DictConfig | dict[str, A
     return OmegaConf.merge(dataset_defaults(name), trained or {}, given)
 
 
-def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
-    """The `split` ('train', 'val' or 'test') of the dataset configured by `dataset` (configs/dataset/*)."""
+def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | None = None) -> Dataset:
+    """The `split` ('train', 'val' or 'test') of the dataset configured by `dataset` (configs/dataset/*);
+    `size` is the number of fixed validation clips (the trainer's `val_clips`), required for 'val'."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    if split == "val" and (size is None or size < 1):
+        raise ValueError(f"the validation split needs a positive number of clips, got {size}")
     test_length = int(dataset.cond_frames) + int(dataset.pred_frames)
     if dataset.name in MNIST_DATASETS:
-        return _moving_mnist(dataset, split, seed, test_length)
+        return _moving_mnist(dataset, split, seed, test_length, size)
     if dataset.name in PREPARED_DATASETS:
         if OmegaConf.is_missing(dataset, "root") or dataset.root is None:
             raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
@@ -69,16 +72,18 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0) -> Dataset:
         if split == "val":
             # The official KTH validation uses 30-frame clips (10 + 20), shorter than its 40-frame test clips.
             val_length = int(dataset.get("val_length") or test_length)
-            return PreparedVideos(dataset.root, "val", val_length, epoch_size=VALIDATION_CLIPS, seed=VALIDATION_SEED)
+            return PreparedVideos(dataset.root, "val", val_length, epoch_size=size, seed=VALIDATION_SEED)
         return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True)
     raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
 
 
-def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int) -> Dataset:
+def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int, val_size: int | None) -> Dataset:
     """Moving MNIST: training/validation digits are a fixed 95/5 split of MNIST train; test uses MNIST test."""
     cache_dir = Path(dataset.cache_dir)
     deterministic, num_digits = bool(dataset.deterministic), int(dataset.num_digits)
     if split == "test":
+        if dataset.get("test_file"):
+            return FixedClips(load_official_test_set(dataset.test_file, test_length))
         digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir, dataset.verify_md5)
         name = f"{dataset.name}_test_{num_digits}digits_{dataset.test_size}x{test_length}.npy"
         clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic,
@@ -86,8 +91,7 @@ def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int) 
         return FixedClips(clips)
     train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir, dataset.verify_md5)[0])
     if split == "val":
-        return FixedClips(build_test_set(val_digits, VALIDATION_CLIPS, test_length, deterministic, VALIDATION_SEED,
-                                         num_digits))
+        return FixedClips(build_test_set(val_digits, val_size, test_length, deterministic, VALIDATION_SEED, num_digits))
     return StochasticMovingMNIST(
         train_digits, num_digits, int(dataset.train_length), deterministic, int(dataset.epoch_size), seed
     )

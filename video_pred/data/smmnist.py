@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -307,6 +308,33 @@ def _load_cached(cache_path: Path, meta_path: Path, params: dict, shape: tuple) 
     except (OSError, ValueError):
         return None
     return clips if clips.shape == shape and clips.dtype == np.uint8 else None
+
+
+def load_official_test_set(path: str | Path, seq_len: int) -> np.ndarray:
+    """The first `seq_len` frames of the test clips in an npz written by the official SRVP script
+    (`preprocessing/mmnist/make_test_set.py`: key `sequences`, uint8 (T, N, 64, 64)) as (N, seq_len, 1, 64, 64).
+
+    Evaluating on that file compares a number with the paper on exactly the authors' clips (5,000 by default,
+    the same distribution as ours but no clip in common)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset.test_file={path}: no such file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"dataset.test_file={path}: not a readable npz file ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"dataset.test_file={path}: not a readable npz file (a single array)")
+    with archive:
+        if "sequences" not in archive.files:
+            raise ValueError(f"dataset.test_file={path}: no 'sequences' array (has {archive.files})")
+        sequences = archive["sequences"]
+    if sequences.dtype != np.uint8 or sequences.ndim != 4 or sequences.shape[2:] != (FRAME_SIZE, FRAME_SIZE):
+        raise ValueError(f"dataset.test_file={path}: 'sequences' must be uint8 (T, N, 64, 64), got "
+                         f"{sequences.dtype} {sequences.shape}")
+    if sequences.shape[0] < seq_len:
+        raise ValueError(f"dataset.test_file={path}: clips of {sequences.shape[0]} frames, {seq_len} needed")
+    return np.ascontiguousarray(sequences[:seq_len].transpose(1, 0, 2, 3)[:, :, None])
 
 
 def split_digits(digits: np.ndarray, val_fraction: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
