@@ -30,12 +30,13 @@ import envs
 from agents.buffer import EpisodeBuffer
 from agents.mpc import MPCController
 from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
-from video_pred.logger import RunLogger
-from video_pred.media import side_by_side
-from worldmodel import SRVP, load_checkpoint, save_checkpoint
-from worldmodel.checkpoint import restore_rng_state
-from worldmodel.fileio import atomic_write
-from worldmodel.runtime import autocast, resolve_device, seed_everything
+from common.checkpoints import restore_training, save_checkpoint
+from common.configs import config_changes, write_run_config
+from common.logger import RunLogger
+from common.media import side_by_side
+from common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
+from common.runtime import autocast, resolve_device, restore_rng_state, seed_everything
+from worldmodel import SRVP, load_checkpoint
 
 TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
@@ -130,28 +131,24 @@ def run_episode(env: gymnasium.Env, policy: Policy, seed: int) -> Episode:
 def update_world_model(model: SRVP, optimizer: torch.optim.Optimizer, buffer: EpisodeBuffer, updates: int,
                        batch_size: int, seq_len: int, generator: torch.Generator, device: torch.device,
                        precision: str, grad_clip: float | None) -> dict[str, float]:
-    """`updates` Adam steps on the ELBO + reward loss of buffer windows; returns the parts' means."""
-    model.train()
-    totals: dict[str, float] = {}
+    """`updates` optimisation steps on the ELBO + reward loss of buffer windows; returns the parts' means.
+
+    The steps are the video-prediction trainer's own (`common.optimisation.optimisation_step`); the loss is
+    checked for NaN once, after the last update (one host synchronisation per collect interval), and a NaN
+    stops the run before anything is saved.
+    """
+    averages = LossAverages(device)
     for _ in range(updates):
         batch = buffer.sample(batch_size, seq_len, generator=generator)
         frames = batch["obs"].to(device, non_blocking=True)
-        actions = batch["actions"].to(device)
-        targets = {"reward": reward_targets(batch["rewards"]).to(device)}
-        with autocast(device, precision):
-            output = model.elbo(frames, actions, head_targets=targets)
-        if not torch.isfinite(output.loss):
-            raise RuntimeError(f"world-model loss is not finite ({output.loss.item()}): parts "
-                               f"{ {name: value.item() for name, value in output.parts.items()} }")
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        if grad_clip:
-            totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-        optimizer.step()
-        for name, value in output.parts.items():
-            totals[name] = totals.get(name, 0.0) + float(value)
-    return {name: total / updates for name, total in totals.items()}
+        targets = {"reward": reward_targets(batch["rewards"]).to(device, non_blocking=True)}
+        output = optimisation_step(model, model, optimizer, frames, precision, batch["actions"].to(device),
+                                   targets, grad_clip)
+        averages.add(output)
+    if averages.any_nonfinite():
+        raise NonFiniteLossError(f"the world-model loss became NaN/inf within the last {updates} updates; nothing "
+                                 "was saved after it: resume from the last checkpoint with a lower optimizer.lr")
+    return averages.read()
 
 
 @torch.no_grad()
@@ -216,27 +213,39 @@ class ControlRun:
         self.action_dim = int(self.env.action_space.shape[0])
         model_cfg = OmegaConf.to_container(cfg.world_model, resolve=True)
         self.model = build_world_model(model_cfg, self.action_dim).to(self.device)
-        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        self.optimizer = build_optimizer(cfg.optimizer, self.model, self.device, fused=True)
         obs_shape = (self.model.config.channels, int(cfg.env.size), int(cfg.env.size))
         self.buffer = EpisodeBuffer(obs_shape, self.action_dim, cfg.loop.buffer_capacity)
         self.sample_generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), SAMPLE_STREAM, 0))
         self.progress = Progress()
-        resume_step = self._resume() if cfg.resume else None
+        resume_step, changes = self._resume() if cfg.resume else (None, [])
         self.logger = RunLogger(self.run_dir, enabled=cfg.logger.enabled, resume_step=resume_step)
-        atomic_write(self.run_dir / "config.yaml", lambda file: file.write(OmegaConf.to_yaml(cfg).encode()))
+        kept = write_run_config(self.run_dir, OmegaConf.to_yaml(cfg, resolve=True), resume_step, changes)
+        if changes:
+            before = f"; the settings before it are in {kept.name}" if kept else ""
+            print(f"settings changed from environment step {resume_step} on (config.yaml{before}): "
+                  + "; ".join(changes))
 
     # ------------------------------------------------------------------ persistence
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
 
-    def _resume(self) -> int | None:
-        """Load the run directory's last checkpoint and buffer, if any; returns the env step resumed at."""
+    def _resume(self) -> tuple[int | None, list[str]]:
+        """Load the run directory's last checkpoint and buffer, if any; returns the env step resumed at and the
+        settings this command changes ('key: old -> new'). Another environment or world model is refused: the
+        replay buffer and the weights belong to the saved ones."""
         if not self.checkpoint_path.exists():
-            return None
+            return None, []
         payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        saved_config = payload["config"]
+        current = OmegaConf.to_container(self.cfg, resolve=True)
+        other_env = config_changes({"env": saved_config.get("env", {})}, {"env": current["env"]})
+        if other_env:
+            raise ValueError(f"{self.run_dir} holds a run of env {saved_config.get('env', {}).get('name')}, not "
+                             f"{current['env']['name']} ({'; '.join(other_env)}): resume with the same env or "
+                             "choose another run_dir")
+        restore_training(payload, self.checkpoint_path, self.model, self.optimizer)
         extra = payload["extra"]
         self.progress = Progress(**{name: int(value) for name, value in extra["progress"].items()})
         self.buffer = EpisodeBuffer.load(self.run_dir / BUFFER_DIR)
@@ -245,7 +254,7 @@ class ControlRun:
                                f"{self.checkpoint_path} expects {int(extra['buffer_episodes'])}")
         self.sample_generator.set_state(extra["sample_generator"])
         restore_rng_state(payload["rng"])
-        return self.progress.env_steps
+        return self.progress.env_steps, config_changes(saved_config, current, ignore=("run_dir", "resume"))
 
     def save(self) -> None:
         """Buffer (new episodes only), then the checkpoint that refers to it."""

@@ -20,8 +20,8 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from agents.planner import Objective
+from common.runtime import autocast
 from worldmodel import SRVP, SRVPConfig
-from worldmodel.runtime import autocast
 
 REWARD_HEAD = "reward"
 

@@ -149,8 +149,8 @@ def bf16_step_numerics(ctx: Context) -> dict[str, Any]:
     """Loss and whole-gradient agreement of one KTH-model step (VGG, skips, dt=1/2) in bf16 vs fp32."""
     import torch
 
-    from video_pred.trainer import build_model
-    from worldmodel.runtime import autocast
+    from common.optimisation import build_model
+    from common.runtime import autocast
 
     paper = setting("kth", ctx.sizes)
     torch.manual_seed(0)
@@ -336,7 +336,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
-    from worldmodel.fileio import atomic_write
+    from common.files import atomic_write
 
     atomic_write(out / "results.json", lambda file: file.write(json.dumps(results, indent=1, default=str).encode()))
     atomic_write(out / "results.md", lambda file: file.write(markdown(results).encode()))

@@ -19,10 +19,10 @@ import torch
 
 from bench.timing import seconds
 from bench.train_step import DATASETS, PaperSetting, paper_setting
+from common.runtime import autocast
 from video_pred.metrics.frames import psnr, ssim
 from video_pred.protocol import FrameMetric, run_best_of_n, score_samples
 from worldmodel import SRVP
-from worldmodel.runtime import autocast
 
 METRICS = [FrameMetric("psnr", psnr, True), FrameMetric("ssim", ssim, True)]
 
@@ -54,7 +54,7 @@ def time_sampling(setting: PaperSetting, clips: int, samples: int, sample_chunk:
         model.predict(context, pred, 1)  # warm-up
         end_to_end = seconds(lambda: run_best_of_n(model, [videos], cond_frames=cond, pred_frames=pred,
                                                    num_samples=samples, metrics=METRICS, sample_chunk=sample_chunk,
-                                                   autocast=bf16), device)
+                                                   precision=precision), device)
         predict = seconds(lambda: [model.predict(context, pred, chunk) for _ in calls], device)
         states = torch.randn(clips * chunk, cond + pred, model_config.y_dim, device=device)
         content = torch.randn(clips * chunk, model_config.content_dim, device=device)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from omegaconf import OmegaConf
 
-from video_pred.trainer import build_model, build_optimizer, optimisation_step
+from common.optimisation import build_model, build_optimizer, optimisation_step
 from worldmodel import SRVPConfig
 from worldmodel.model import ElboOutput
 
@@ -50,13 +49,8 @@ class TrainStep:
         self.options, self.device = options, device
         self.model = build_model(model_config, device, options.channels_last)
         self.model.decoder.factorised = options.factorised_decoder
-        trainer = OmegaConf.create(
-            {
-                "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr},
-                "fused_optimizer": options.fused_optimizer,
-            }
-        )
-        self.optimizer = build_optimizer(trainer, self.model, device)
+        adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr}
+        self.optimizer = build_optimizer(adam, self.model, device, options.fused_optimizer)
         self.loss_fn = torch.compile(self.model) if options.compile else self.model
         self.precision = "bf16" if options.bf16 else "fp32"
 

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
 from bench.step_variants import StepOptions, TrainStep
 from bench.timing import matmul_flops_per_second, median, peak_memory_mib, seconds, synchronize
-from video_pred.trainer import optimisation_step
+from common.optimisation import optimisation_step
 from worldmodel import SRVPConfig
 
 DATASETS = {"smmnist": [], "kth": ["dataset.root=unused"], "bair": ["dataset.root=unused"]}

@@ -18,12 +18,12 @@ from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
+from common.logger import RunLogger
+from common.runtime import seed_everything
 from video_pred.data.stream import training_loader
 from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
-from video_pred.logger import RunLogger
 from video_pred.trainer import Trainer
 from worldmodel import SRVP, SRVPConfig
-from worldmodel.runtime import seed_everything
 
 WORLD_SIZE = 2
 GLOBAL_BATCH = 4

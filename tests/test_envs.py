@@ -20,7 +20,7 @@ import envs
 from envs.rendering import GL_LIBRARIES, configure_mujoco_gl, probe_gl_backend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEC_ANCHORS = {  # SPEC.md section 3: PlaNet and Dreamer returns at 500k environment steps.
+REFERENCE_SCORES = {  # docs/control.md: PlaNet and Dreamer returns at 500k environment steps.
     "cartpole-swingup": (475, 762),
     "reacher-easy": (210, 793),
     "cheetah-run": (305, 570),
@@ -175,7 +175,7 @@ def test_bad_arguments_fail_with_clear_message(kwargs: dict, message: str) -> No
 
 
 def test_configs_match_defaults_and_spec_anchors() -> None:
-    for task, (planet, dreamer) in SPEC_ANCHORS.items():
+    for task, (planet, dreamer) in REFERENCE_SCORES.items():
         config = yaml.safe_load((REPO_ROOT / "configs" / "env" / f"{task}.yaml").read_text())
         assert config["name"] == task and config["size"] == 64
         assert config["action_repeat"] == envs.default_action_repeat(task)

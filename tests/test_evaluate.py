@@ -13,13 +13,14 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from common.checkpoints import save_checkpoint
+from common.runtime import resolve_device
 from video_pred import evaluate
 from video_pred.data import dataset_section
 from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
 from video_pred.metrics import frames, lpips
 from video_pred.metrics.lpips import alexnet_features
-from worldmodel import SRVP, SRVPConfig, save_checkpoint
-from worldmodel.runtime import resolve_device
+from worldmodel import SRVP, SRVPConfig
 
 COND_FRAMES, PRED_FRAMES, TEST_CLIPS = 3, 4, 5
 REPO_ROOT = Path(__file__).resolve().parents[1]

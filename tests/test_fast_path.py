@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.worldmodel_testing import TINY
 from bench.step_variants import StepOptions, TrainStep
+from tests.worldmodel_testing import TINY
 from worldmodel import SRVPConfig
 from worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 

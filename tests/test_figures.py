@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_module
 from torch import nn
 
+from common.checkpoints import save_checkpoint
 from video_pred.data.prepared import RawVideo, prepare_videos
 from video_pred.figures import (
     clip_pairs,
@@ -23,7 +24,6 @@ from video_pred.figures import (
     make_figures,
     upsample,
 )
-from worldmodel.checkpoint import save_checkpoint
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP
 

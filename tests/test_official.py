@@ -1,7 +1,7 @@
 """Conversion of official SRVP checkpoints (edouardelasalles/srvp): names, shapes and numerics.
 
 `official_layout` rebuilds the official module tree from its architecture facts (attribute names, layer
-order, shapes; SPEC.md section 4) so its state_dict has the official names and shapes, and its forward
+order, shapes; docs/model.md) so its state_dict has the official names and shapes, and its forward
 functions below follow the official computation order (skips reversed, [h, skip], [w, y], [y, z]).
 Random weights converted into our model must give the same codes, posteriors, prior, residual and frames.
 """
@@ -14,15 +14,14 @@ import pytest
 import torch
 from torch import nn
 
+from video_pred.convert_official import dataset_section, main
 from worldmodel.checkpoint import load_model
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP
 from worldmodel.official import (
     config_from_official_args,
     convert_official_state_dict,
-    dataset_section,
     load_official,
-    main,
     official_name_to_ours,
 )
 

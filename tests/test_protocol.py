@@ -146,7 +146,7 @@ def test_run_with_tiny_srvp_and_frame_metrics():
     clips = (torch.rand(3, 5, 1, 64, 64) * 255).to(torch.uint8)
     metrics = [FrameMetric("psnr", frames.psnr, True), FrameMetric("ssim", frames.ssim, True)]
     result = run_best_of_n(model, [clips[:2], clips[2:]], cond_frames=2, pred_frames=3, num_samples=4,
-                           metrics=metrics, dt=1 / 3, sample_chunk=3, autocast=True)
+                           metrics=metrics, dt=1 / 3, sample_chunk=3, precision="bf16")
     assert result.num_clips == 3
     assert result.metrics["psnr"].mean > 0 and len(result.metrics["psnr"].curve) == 3
     assert -1 <= result.metrics["ssim"].mean <= 1
@@ -176,3 +176,29 @@ def test_run_scores_model_free_baselines_on_the_same_clips():
     without = run_best_of_n(ScriptedFutures(constant_videos(LEVELS)), [clips], cond_frames=2, pred_frames=3,
                             num_samples=3, metrics=[BRIGHTNESS])
     assert without.baselines == {}
+
+
+class WholeClipFutures(nn.Module):
+    """predict() returning given whole clips (b, n, cond + horizon, c, h, w): reconstructions of the
+    conditioning frames included, each sample with its own."""
+
+    def __init__(self, clips: torch.Tensor) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.clips = clips
+
+    def predict(self, cond_frames, horizon, num_samples, dt=None):
+        return self.clips[:, :num_samples]
+
+
+@pytest.mark.parametrize(("with_conditioning", "expected"), [(False, 0.5), (True, 0.2)])
+def test_selection_on_conditioning_and_predicted_frames(with_conditioning, expected):
+    # Sample 0 reconstructs the 2 conditioning frames brightly (0.9) but predicts dimly (0.2); sample 1 the
+    # reverse (0.1, then 0.5). Over predicted frames sample 1 wins; over all five frames (the official
+    # validation) sample 0 wins, (2 * 0.9 + 3 * 0.2) / 5 > (2 * 0.1 + 3 * 0.5) / 5, and its predicted
+    # frames are what is reported.
+    clips = constant_videos([[[0.9, 0.9, 0.2, 0.2, 0.2], [0.1, 0.1, 0.5, 0.5, 0.5]]])
+    truth = torch.zeros(1, 5, 1, 16, 16, dtype=torch.uint8)
+    result = run_best_of_n(WholeClipFutures(clips), [truth], cond_frames=2, pred_frames=3, num_samples=2,
+                           metrics=[BRIGHTNESS], select_with_conditioning=with_conditioning)
+    assert result.metrics["brightness"].curve == pytest.approx([expected] * 3)

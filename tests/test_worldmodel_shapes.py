@@ -1,4 +1,4 @@
-"""Shapes of every part of SRVP, and the architectures checked against SPEC.md section 4 literally."""
+"""Shapes of every part of SRVP, and the architectures checked against docs/model.md literally."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_parameter_counts_cover_every_parameter() -> None:
     assert "parameters:" in repr(model)
 
 
-# ---------------------------------------------------------------- architectures, literally (SPEC.md sec. 4)
+# ---------------------------------------------------------------- architectures, literally (docs/model.md)
 def layers_of(module: nn.Module) -> list[nn.Module]:
     """Leaf modules in forward order (our blocks are Sequentials, so registration order is call order)."""
     return [layer for layer in module.modules() if not list(layer.children())]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from worldmodel.runtime import resolve_device
+from common.runtime import resolve_device
 
 
 @dataclass(frozen=True)

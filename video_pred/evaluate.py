@@ -32,13 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from common.files import atomic_write
+from common.runtime import resolve_device
 from video_pred import data
 from video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
 from video_pred.metrics.i3d import i3d_features, load_i3d
 from video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
 from worldmodel import load_model
-from worldmodel.fileio import atomic_write
-from worldmodel.runtime import resolve_device
 
 LPIPS = "lpips"
 
@@ -112,7 +112,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(
         model, loader, cond_frames=dataset_cfg["cond_frames"], pred_frames=dataset_cfg["pred_frames"],
-        num_samples=cfg.num_samples, metrics=metrics, dt=dt, sample_chunk=cfg.sample_chunk, autocast=cfg.amp,
+        num_samples=cfg.num_samples, metrics=metrics, dt=dt, sample_chunk=cfg.sample_chunk, precision=cfg.precision,
         video_features=video_features, fvd_draws=cfg.fvd_draws,
         num_clips=len(loader.dataset), mean_frame=mean_frame,
     )

@@ -1,4 +1,4 @@
-"""`srvp-figures`: the paper's qualitative figures from a trained checkpoint (SPEC.md section 2).
+"""`srvp-figures`: the paper's qualitative figures from a trained checkpoint (docs/benchmarks.md).
 
     srvp-figures ckpt_path=best.pt figure=upsample clips=[0,1] out_dir=figures
     srvp-figures ckpt_path=best.pt figure=dt_sweep clips=[3]
@@ -35,11 +35,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from common.media import side_by_side, time_grid, write_image, write_video
+from common.runtime import resolve_device
 from video_pred.data import build_dataset, dataset_section
-from video_pred.media import side_by_side, time_grid, write_image, write_video
 from worldmodel.checkpoint import load_model
 from worldmodel.model import SRVP, to_unit_float
-from worldmodel.runtime import resolve_device
 
 FIGURES = ("upsample", "dt_sweep", "content_swap", "interpolate")
 VIDEO_FORMATS = ("gif", "mp4")

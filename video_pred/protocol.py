@@ -1,4 +1,4 @@
-"""The SRVP best-of-N evaluation protocol (SPEC.md sections 2 and 4) as importable, testable functions.
+"""The SRVP best-of-N evaluation protocol (docs/benchmarks.md) as importable, testable functions.
 
 For every fixed test clip, N futures are drawn from the prior given the conditioning frames; each metric
 scores every frame of every sample against the truth, and for each clip and each metric separately the
@@ -22,6 +22,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 from tqdm import tqdm
 
+from common.runtime import autocast
 from video_pred.baselines import BASELINES, baseline_futures
 from video_pred.metrics import frames
 from video_pred.metrics.fvd import fvd_mean_ci95
@@ -102,11 +103,14 @@ def score_samples(samples: Tensor, truth: Tensor, metrics: Sequence[FrameMetric]
     }
 
 
-def best_of_n(scores: Tensor, higher_is_better: bool) -> Tensor:
-    """Per-frame values (b t) of the sample whose time-averaged score is best, from scores (b n t)."""
+def best_of_n(scores: Tensor, higher_is_better: bool, keep_from: int = 0) -> Tensor:
+    """Per-frame values (b, t - keep_from) from frame `keep_from` on of the sample whose score, averaged over
+    all t frames, is best, from scores (b n t). With keep_from > 0 the sample is chosen on frames it does not
+    report (the official validation picks by PSNR over reconstructed conditioning and predicted frames, then
+    scores the predicted ones)."""
     time_averaged = scores.mean(dim=2)
     best = time_averaged.argmax(dim=1) if higher_is_better else time_averaged.argmin(dim=1)
-    return scores[torch.arange(scores.shape[0], device=scores.device), best]
+    return scores[torch.arange(scores.shape[0], device=scores.device), best, keep_from:]
 
 
 def summarize(best_curves: Tensor) -> MetricSummary:
@@ -138,10 +142,11 @@ class _BestOfNRun:
         self.real_features: list[Tensor] = []
         self.fake_features: list[list[Tensor]] = [[] for _ in range(fvd_draws)]
 
-    def add_scores(self, scores: dict[str, list[Tensor]]) -> None:
-        """Keep the best sample of each clip per metric, from per-chunk scores {name: [(b n_i t), ...]}."""
+    def add_scores(self, scores: dict[str, list[Tensor]], keep_from: int = 0) -> None:
+        """Keep the best sample of each clip per metric, from per-chunk scores {name: [(b n_i t), ...]}, and
+        its values from frame `keep_from` on."""
         for metric in self.metrics:
-            kept = best_of_n(torch.cat(scores[metric.name], dim=1), metric.higher_is_better)
+            kept = best_of_n(torch.cat(scores[metric.name], dim=1), metric.higher_is_better, keep_from)
             self.best[metric.name].append(kept.cpu())
 
     def add_baselines(self, futures: dict[str, Tensor], truth: Tensor) -> None:
@@ -176,20 +181,24 @@ def run_best_of_n(
     metrics: Sequence[FrameMetric],
     dt: float | None = None,
     sample_chunk: int | None = None,
-    autocast: bool = False,
+    precision: str = "fp32",
     video_features: Callable[[Tensor], Tensor] | None = None,
     fvd_draws: int = 5,
     num_clips: int | None = None,
     mean_frame: Tensor | None = None,
+    select_with_conditioning: bool = False,
+    progress_bar: bool = True,
 ) -> ProtocolResult:
     """Run the protocol on batches of uint8 clips (b, T >= cond + pred, c, h, w) with `model` on its device.
 
-    Every sample is generated from the prior (`model.predict`); `autocast` runs generation in bf16 on
-    CUDA while metrics stay float32. With `video_features` (I3D: (b t c h w) in [0, 1] -> (b 400)), FVD
-    between conditioning + truth and conditioning + prediction is computed for `fvd_draws` draws, draw
+    Every sample is generated from the prior (`model.predict`) under `precision` (auto, bf16 or fp32, as
+    `common.runtime.autocast`) while metrics stay float32. With `video_features` (I3D: (b t c h w) in [0, 1]
+    -> (b 400)), FVD between conditioning + truth and conditioning + prediction is computed for `fvd_draws` draws, draw
     j taking sample j of every clip (samples are i.i.d., so each is one random future per clip).
     With `mean_frame` (c h w, the per-pixel mean training frame), the model-free baselines are scored too.
-    `num_clips` only sizes the progress bar.
+    With `select_with_conditioning`, each metric picks the sample by its average over the reconstructed
+    conditioning frames and the predicted ones (the official validation), and still reports the predicted
+    frames. `num_clips` only sizes the progress bar.
     """
     if not metrics and video_features is None:
         raise ValueError("nothing to evaluate: give at least one metric or enable FVD")
@@ -197,10 +206,10 @@ def run_best_of_n(
         raise ValueError(f"FVD needs 2 <= fvd_draws ({fvd_draws}) <= num_samples ({num_samples})")
     chunks = _sample_chunks(num_samples, sample_chunk)
     device = next(model.parameters()).device
-    use_bf16 = autocast and device.type == "cuda"
     baselines = BASELINES if mean_frame is not None and metrics else ()
     run = _BestOfNRun(metrics, fvd_draws if video_features is not None else 0, baselines)
-    progress = tqdm(total=num_clips, desc="best-of-N", unit="clip", dynamic_ncols=True)
+    progress = tqdm(total=num_clips, desc="best-of-N", unit="clip", dynamic_ncols=True, disable=not progress_bar)
+    scored_from = 0 if select_with_conditioning else cond_frames
     with torch.inference_mode():
         for clips in clip_batches:
             if clips.ndim != 5 or clips.shape[1] < cond_frames + pred_frames:
@@ -212,15 +221,15 @@ def run_best_of_n(
             scores: dict[str, list[Tensor]] = {metric.name: [] for metric in metrics}
             drawn = 0
             for count in chunks:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    samples = model.predict(context, pred_frames, count, dt=dt)[:, :, cond_frames:].float()
-                for name, values in score_samples(samples, truth, metrics).items():
+                with autocast(device, precision):
+                    samples = model.predict(context, pred_frames, count, dt=dt)[:, :, scored_from:].float()
+                for name, values in score_samples(samples, videos[:, scored_from:], metrics).items():
                     scores[name].append(values)
                 for draw in range(drawn, min(drawn + count, len(run.fake_features))):
-                    fake = torch.cat([context, samples[:, draw - drawn]], dim=1)
+                    fake = torch.cat([context, samples[:, draw - drawn, -pred_frames:]], dim=1)
                     run.fake_features[draw].append(video_features(fake).float().cpu())
                 drawn += count
-            run.add_scores(scores)
+            run.add_scores(scores, keep_from=cond_frames - scored_from)
             if baselines:
                 run.add_baselines(baseline_futures(context, pred_frames, mean_frame), truth)
             if video_features is not None:

@@ -16,16 +16,16 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from common.configs import write_run_config
+from common.logger import RunLogger
+from common.runtime import seed_everything
 from video_pred.baselines import mean_training_frame
 from video_pred.data import build_dataset
 from video_pred.data.stream import training_loader
 from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
 from video_pred.evaluate import eval_defaults, evaluate, results_table
-from video_pred.logger import RunLogger
 from video_pred.trainer import Trainer, check_budget, final_preview, first_clips
 from worldmodel import SRVPConfig
-from worldmodel.fileio import atomic_write
-from worldmodel.runtime import seed_everything
 
 ConfigStore.instance().store(group="model", name="srvp_schema", node=SRVPConfig)
 
@@ -52,12 +52,16 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     seed_everything(cfg.seed + dist.rank)
     trainer = Trainer(cfg, device, run_dir, dist)
     resume_from = trainer.resume_path()
+    changes: list[str] = []
     if resume_from is not None:
-        trainer.load(resume_from)
+        changes = trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
     if dist.is_main:
-        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-        atomic_write(run_dir / "config.yaml", lambda file: file.write(config_yaml.encode()))
+        kept = write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True), trainer.step if resume_from else None,
+                                changes)
+        if changes:
+            before = f"; the settings before it are in {kept.name}" if kept else ""
+            print(f"settings changed from step {trainer.step} on (config.yaml{before}): " + "; ".join(changes))
     train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
     test_set = build_dataset(cfg.dataset, "test")
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)

@@ -17,24 +17,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from video_pred.baselines import baseline_futures
+from common.checkpoints import restore_training, save_checkpoint
+from common.configs import config_changes
+from common.logger import RunLogger
+from common.media import side_by_side, write_video
+from common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
+from common.runtime import autocast, capture_rng_state, restore_rng_state, seed_everything
 from video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
-from video_pred.logger import RunLogger
-from video_pred.media import side_by_side, write_video
-from video_pred.protocol import FRAME_METRICS, best_of_n, score_samples
-from worldmodel import SRVP, ElboOutput, SRVPConfig, load_checkpoint, save_checkpoint
-from worldmodel.checkpoint import capture_rng_state, restore_rng_state
-from worldmodel.runtime import autocast, seed_everything
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the weights since the last checkpoint are not trusted."""
+from video_pred.protocol import FRAME_METRICS, run_best_of_n
+from worldmodel import SRVPConfig, load_checkpoint
 
 
 def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], float]:
@@ -74,39 +70,10 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-def build_optimizer(trainer: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """`trainer.optimizer` (a partial) on the model's parameters; with `trainer.fused_optimizer`, the
-    single-kernel update on CUDA (`fused=True`) and the multi-tensor one elsewhere (`foreach=True`)."""
-    options = {}
-    if trainer.fused_optimizer:
-        options = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return instantiate(trainer.optimizer)(model.parameters(), **options)
-
-
-def build_model(config: SRVPConfig, device: torch.device, channels_last: bool) -> SRVP:
-    """The model on `device`, its convolutions in channels-last memory format when asked."""
-    model = SRVP(config).to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def optimisation_step(
-    model: SRVP,
-    loss_fn: Callable[[torch.Tensor], ElboOutput],
-    optimizer: torch.optim.Optimizer,
-    batch: torch.Tensor,
-    precision: str,
-) -> ElboOutput:
-    """One update on uint8 clips (b t c h w): forward under `precision`, backward, optimiser step.
-
-    `loss_fn` is the model itself or its DDP / compiled wrapper. Nothing here synchronises with the host.
-    """
-    model.train()
-    with autocast(batch.device, precision):
-        output = loss_fn(batch)
-    optimizer.zero_grad(set_to_none=True)
-    output.loss.backward()
-    optimizer.step()
-    return output
+VALIDATION_CLIP_BATCH, VALIDATION_CHUNK = 16, 20
+"""Validation clips and samples generated per pass (as srvp-eval's batch_size and sample_chunk)."""
+RUN_BOOKKEEPING = ("run_dir", "resume", "ckpt_path", "trainer.max_steps", "final_eval")
+"""Config keys that say where and how long to run, not what is computed: not reported as changes on resume."""
 
 
 class Trainer:
@@ -135,7 +102,7 @@ class Trainer:
             train_module = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        self.optimizer = build_optimizer(trainer, self.model, device)
+        self.optimizer = build_optimizer(trainer.optimizer, self.model, device, trainer.fused_optimizer)
         self.total_steps = int(trainer.steps) + int(trainer.lr_decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
@@ -162,15 +129,11 @@ class Trainer:
         last = self.checkpoint_dir / "last.pt"
         return last if self.cfg.resume and last.exists() else None
 
-    def load(self, path: Path) -> None:
-        """Restore weights, optimiser, schedule, step, best validation score and RNG states."""
+    def load(self, path: Path) -> list[str]:
+        """Restore weights, optimiser, schedule, step, best validation score and RNG states; return the
+        settings this run changes from the checkpoint's ('key: old -> new'), which take effect from here."""
         payload = load_checkpoint(path, map_location=self.device)
-        saved = SRVPConfig.from_dict(payload["model_config"])
-        if saved != self.model.config:
-            raise ValueError(f"checkpoint {path} was trained with another model config; resume with the same one")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
+        restore_training(payload, path, self.model, self.optimizer, self.scheduler)
         self.step = payload["step"]
         extra = payload.get("extra", {})
         self.best_val_psnr = extra.get("best_val_psnr")
@@ -186,6 +149,8 @@ class Trainer:
                     f"{path} holds the RNG states of {len(rank_states)} processes, this run has "
                     f"{self.dist.world_size}: every rank was re-seeded"
                 )
+        current = OmegaConf.to_container(self.cfg, resolve=True)
+        return config_changes(payload.get("config", {}), current, ignore=RUN_BOOKKEEPING)
 
     def save(self, name: str, rank_rng: list[dict[str, Any]] | None = None) -> Path:
         """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate; `rank_rng`
@@ -217,41 +182,31 @@ class Trainer:
             yield
 
     @torch.no_grad()
-    def validation_psnr(self, clips: torch.Tensor) -> dict[str, float]:
-        """Model selection score of the validation clips (b t c h w): per clip, the best of `val_samples`
-        samples by PSNR averaged over `val_frames` ('all': the reconstructed conditioning frames too, as the
-        official selection; 'predicted': predicted frames only), then the mean over clips -> {'psnr': score};
-        with 'all', also the predicted frames' share -> 'psnr_predicted', comparable with the baselines."""
+    def validate(self, clips: torch.Tensor, mean_frame: torch.Tensor | None) -> dict[str, float]:
+        """Model selection on the validation clips (b t c h w), the evaluation protocol in chunks (bounded
+        memory at the official 400 clips x 100 samples): per clip, the best of `val_samples` samples by PSNR
+        averaged over `val_frames` ('all': the reconstructed conditioning frames too, as the official
+        selection; 'predicted'), scored on its predicted frames -> {'psnr': mean over clips}; with
+        `mean_frame`, also the model-free baselines' PSNR ('baseline_psnr/<name>')."""
         cond, trainer = self.cfg.dataset.cond_frames, self.cfg.trainer
         self.model.eval()
-        with self.evaluation_noise(), autocast(self.device, trainer.precision):
-            predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, trainer.val_samples)
-        frames = {"psnr_predicted": slice(cond, None)} if trainer.val_frames == "predicted" else {
-            "psnr": slice(None), "psnr_predicted": slice(cond, None)}
-        scores = {}
-        for name, kept in frames.items():
-            per_frame = score_samples(predictions[:, :, kept].float(), clips[:, kept].float().div(255),
-                                      [FRAME_METRICS["psnr"]])["psnr"]
-            scores[name] = best_of_n(per_frame, higher_is_better=True).mean().item()
-        scores.setdefault("psnr", scores["psnr_predicted"])
+        with self.evaluation_noise():
+            result = run_best_of_n(
+                self.model, clips.split(VALIDATION_CLIP_BATCH), cond_frames=cond, pred_frames=clips.shape[1] - cond,
+                num_samples=int(trainer.val_samples), metrics=[FRAME_METRICS["psnr"]], sample_chunk=VALIDATION_CHUNK,
+                precision=self.cfg.precision, mean_frame=mean_frame, progress_bar=False,
+                select_with_conditioning=trainer.val_frames == "all",
+            )
+        scores = {"psnr": result.metrics["psnr"].mean}
+        scores.update({f"baseline_psnr/{name}": summaries["psnr"].mean for name, summaries in result.baselines.items()})
         return scores
-
-    def baseline_psnr(self, clips: torch.Tensor, mean_frame: torch.Tensor) -> dict[str, float]:
-        """PSNR of the predicted frames of clips (b t c h w) by each model-free baseline, logged beside the
-        validation PSNR so a curve can be read against what no model reaches."""
-        cond = self.cfg.dataset.cond_frames
-        videos = clips.float().div(255)
-        futures = baseline_futures(videos[:, :cond], clips.shape[1] - cond, mean_frame)
-        psnr = [FRAME_METRICS["psnr"]]
-        return {name: score_samples(future[:, None], videos[:, cond:], psnr)["psnr"].mean().item()
-                for name, future in futures.items()}
 
     @torch.no_grad()
     def prediction_video(self, clips: torch.Tensor, samples: int) -> np.ndarray:
         """Truth beside `samples` predictions for each clip, clips stacked vertically: uint8 (t h w 3)."""
         cond = self.cfg.dataset.cond_frames
         self.model.eval()
-        with self.evaluation_noise(), autocast(self.device, self.cfg.trainer.precision):
+        with self.evaluation_noise(), autocast(self.device, self.cfg.precision):
             predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, samples).float()
         rows = [
             side_by_side([clip.cpu(), *sample.cpu()], cond) for clip, sample in zip(clips, predictions, strict=True)
@@ -270,17 +225,12 @@ class Trainer:
         """Train until the schedule ends (or `trainer.max_steps`, or SIGTERM/SIGINT); return the last checkpoint.
 
         `logger` may be None on ranks other than 0, which write nothing. With `mean_frame` (c h w), each
-        validation also logs the model-free baselines' PSNR on the validation clips' predicted frames
-        (val/baseline_psnr_predicted/*, beside the model's val/psnr_predicted)."""
+        validation also logs the model-free baselines' PSNR on the same clips (val/baseline_psnr/*)."""
         trainer = self.cfg.trainer
         stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
         last = self.checkpoint_dir / "last.pt"
-        sums: dict[str, torch.Tensor] = {}
-        window, window_start = 0, time.perf_counter()
-        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
-        baselines = None
-        if val_clips is not None and mean_frame is not None and self.dist.is_main:
-            baselines = self.baseline_psnr(val_clips, mean_frame)
+        averages = LossAverages(self.device)
+        window_start = time.perf_counter()
         progress = tqdm(
             total=stop_at,
             initial=self.step,
@@ -292,35 +242,30 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < stop_at:
                 batch = next(batches).to(self.device, non_blocking=True)
-                output = optimisation_step(self.model, self.loss_fn, self.optimizer, batch, trainer.precision)
+                output = optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.cfg.precision)
                 self.scheduler.step()
                 self.step += 1
-                # Accumulate on the device: no host synchronisation inside the step.
-                nonfinite |= ~torch.isfinite(output.loss.detach())
-                for name, value in output.parts.items():
-                    sums[name] = sums.get(name, 0) + value.float()
-                window += 1
+                averages.add(output)  # on the device: no host synchronisation inside the step
                 # A signal may reach the ranks at different steps: they stop together at the first step
                 # where any of them saw it (a rank leaving alone would hang the others' all-reduce).
                 stop_now = any_rank(stop.requested, self.host_group)
                 at_end = self.step == stop_at or stop_now
                 if self.step % trainer.log_every == 0 or at_end:
-                    self._check_finite(nonfinite)
+                    self._check_finite(averages)
                     elapsed = time.perf_counter() - window_start
-                    values = {name: (total / window).item() for name, total in sums.items()}
+                    window = averages.count
+                    values = averages.read()
                     values["lr"] = self.scheduler.get_last_lr()[0]
                     values["sequences_per_s"] = window * batch.shape[0] * self.dist.world_size / max(elapsed, 1e-9)
                     self.last_train_values = values
                     if self.dist.is_main:
                         logger.scalars(self.step, "train", values)
                     progress.set_postfix(loss=f"{values['loss']:.1f}", seq_s=f"{values['sequences_per_s']:.1f}")
-                    sums, window, window_start = {}, 0, time.perf_counter()
+                    window_start = time.perf_counter()
                 writes = self.dist.is_main
                 if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
-                    scores = self.validation_psnr(val_clips)
+                    scores = self.validate(val_clips, mean_frame)
                     logger.scalars(self.step, "val", scores)
-                    if baselines is not None:
-                        logger.scalars(self.step, "val/baseline_psnr_predicted", baselines)
                     if self.best_val_psnr is None or scores["psnr"] > self.best_val_psnr:
                         self.best_val_psnr = scores["psnr"]
                         self.save("best")
@@ -328,7 +273,7 @@ class Trainer:
                     video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
                     logger.video(self.step, "predictions/truth_then_samples", video)
                 if self.step % trainer.ckpt_every == 0 or at_end:
-                    self._check_finite(nonfinite)
+                    self._check_finite(averages)
                     rank_rng = gather_from_ranks(capture_rng_state(), self.host_group) if self.dist.enabled else None
                     if writes:
                         last = self.save("last", rank_rng)
@@ -338,9 +283,9 @@ class Trainer:
         progress.close()
         return last
 
-    def _check_finite(self, nonfinite: torch.Tensor) -> None:
+    def _check_finite(self, averages: LossAverages) -> None:
         # All ranks agree, so every one of them stops with this error rather than waiting for the others.
-        if any_rank(bool(nonfinite.item()), self.host_group):
+        if any_rank(averages.any_nonfinite(), self.host_group):
             raise NonFiniteLossError(
                 f"the loss became NaN/inf before step {self.step}; nothing was saved after it. Resume from "
                 f"{self.checkpoint_dir / 'last.pt'} with a lower trainer.optimizer.lr or check the data"

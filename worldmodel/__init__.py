@@ -1,6 +1,6 @@
 """srvp world model: the SRVP model as a reusable module (no datasets, no environments)."""
 
-from worldmodel.checkpoint import load_checkpoint, load_model, save_checkpoint
+from worldmodel.checkpoint import checkpoint_payload, load_checkpoint, load_model
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP, ElboOutput, Encoded, Observation, Rollout
 
@@ -11,7 +11,7 @@ __all__ = [
     "Encoded",
     "Observation",
     "Rollout",
+    "checkpoint_payload",
     "load_checkpoint",
     "load_model",
-    "save_checkpoint",
 ]

@@ -1,88 +1,52 @@
-"""Self-describing checkpoints: weights, optimiser, step, RNG states and the run's config as plain data.
+"""The checkpoint format: weights, model config, step and optionally optimiser, scheduler, RNG states and the
+run's config, as plain data.
 
 Everything is stored as tensors and builtin containers, so `torch.load(weights_only=True)` reads it and
-evaluation needs nothing but the file. Files are written atomically.
+evaluation needs nothing but the file.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from worldmodel.config import SRVPConfig
-from worldmodel.fileio import atomic_write
 from worldmodel.model import SRVP
 
 FORMAT_VERSION = 1
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU and CUDA) generator states as weights_only-loadable data."""
-    numpy_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [list(part) if isinstance(part, tuple) else part for part in random.getstate()],
-        "numpy": {
-            "key": torch.from_numpy(numpy_state[1].astype(np.int64)),
-            "pos": int(numpy_state[2]),
-            "has_gauss": int(numpy_state[3]),
-            "cached_gaussian": float(numpy_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `capture_rng_state`."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy_state["key"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(
-    path: str | Path,
+def checkpoint_payload(
     model: SRVP,
     step: int,
     config: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     extra: dict[str, Any] | None = None,
-) -> Path:
-    """Atomically write the model (and optionally optimiser, scheduler, run config, extra plain data)."""
+    rng: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint of `model` as plain data: its config and weights, the step, and optionally the run
+    config, optimiser, scheduler, RNG states and extra plain data. `torch.save` it; `load_checkpoint` and
+    `load_model` read it back (`common.checkpoints.save_checkpoint` writes it atomically with the RNG)."""
     payload: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "step": int(step),
         "model_config": model.config.to_dict(),
         "model": model.state_dict(),
-        "rng": capture_rng_state(),
         "config": config or {},
     }
+    if rng is not None:
+        payload["rng"] = rng
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         payload["scheduler"] = scheduler.state_dict()
     if extra:
         payload["extra"] = extra
-    return atomic_write(path, lambda file: torch.save(payload, file))
+    return payload
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -11,7 +11,7 @@ TRANSITIONS = ("residual", "mlp", "gru")
 
 @dataclass
 class SRVPConfig:
-    """Every hyper-parameter of the model (SPEC.md section 1); the defaults are the SM-MNIST ones."""
+    """Every hyper-parameter of the model (docs/model.md); defaults: the SM-MNIST values."""
 
     channels: int = 1
     """Channels of the frames (1 grey, 3 RGB); frames are 64x64."""

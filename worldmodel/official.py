@@ -3,7 +3,7 @@
 An official run directory holds `config.json` (the training arguments, `args.py`) and `model.pt` (a bare
 `state_dict` of `StochasticLatentResidualVideoPredictor`; also `model_best.pt`, `model_<step>.pt`).
 `load_official` rebuilds our `SRVPConfig` from those arguments and loads the renamed weights;
-`python -m worldmodel.official --official model.pt --config config.json --out ours.pt` writes our
+`python -m video_pred.convert_official --official model.pt --config config.json --out ours.pt` writes our
 self-describing checkpoint, which `srvp-eval` evaluates like one of ours.
 
 Hyper-parameters (official argument -> `SRVPConfig` field):
@@ -39,7 +39,6 @@ state dicts of PyTorch < 0.4.1, unused in evaluation) are filled with zeros when
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -48,7 +47,6 @@ from typing import Any
 
 import torch
 
-from worldmodel.checkpoint import save_checkpoint
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP
 
@@ -61,9 +59,6 @@ OFFICIAL_DEFAULTS: dict[str, Any] = {
 
 OFFICIAL_REQUIRED = ("nc", "ny", "nz", "nt_inf")
 """Model arguments without a default in the official `args.py`."""
-
-OFFICIAL_DATASETS = {"smmnist": "smmnist", "kth": "kth", "human": "human36m", "bair": "bair"}
-"""Official dataset names -> ours (deterministic Moving MNIST is `smmnist` with `deterministic` there)."""
 
 PREFIX_RENAMES = (
     ("encoder.conv.", "encoder.blocks."),
@@ -213,49 +208,3 @@ def load_official(weights_path: str | Path, config: str | Path | Mapping[str, An
     model = SRVP(model_config)
     model.load_state_dict(_rename_checked(read_official_state_dict(weights_path), model.state_dict()))
     return model.eval()
-
-
-def dataset_section(args: Mapping[str, Any]) -> dict[str, Any]:
-    """What the official arguments say about the benchmark, in our dataset-config names (test protocol)."""
-    section: dict[str, Any] = {}
-    if args.get("dataset") in OFFICIAL_DATASETS:
-        section["name"] = OFFICIAL_DATASETS[args["dataset"]]
-    if args.get("dataset") == "smmnist":
-        section["num_digits"] = int(args.get("ndigits", 2))
-        section["deterministic"] = bool(args.get("deterministic", False))
-        if section["deterministic"]:
-            section["name"] = "mmnist_deterministic"
-    if args.get("nt_cond") is not None:
-        section["cond_frames"] = int(args["nt_cond"])
-        if args.get("seq_len_test") is not None:
-            section["pred_frames"] = int(args["seq_len_test"]) - int(args["nt_cond"])
-    return section
-
-
-def convert_official_checkpoint(
-    weights_path: str | Path, config_path: str | Path, out_path: str | Path
-) -> Path:
-    """Write our checkpoint for an official run: the converted model, the official arguments and the
-    dataset section they imply (under config['dataset'])."""
-    args = read_official_args(config_path)
-    model = load_official(weights_path, args)
-    run_config = {"dataset": dataset_section(args), "official": {"weights": str(weights_path), "args": args}}
-    return save_checkpoint(out_path, model, step=0, config=run_config)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: python -m worldmodel.official --official model.pt --config config.json --out ours.pt"""
-    parser = argparse.ArgumentParser(description="Convert an official SRVP checkpoint into an srvp one.")
-    parser.add_argument("--official", required=True, help="official weights (model.pt / model_best.pt)")
-    parser.add_argument("--config", required=True, help="the official run's config.json")
-    parser.add_argument("--out", required=True, help="where to write our checkpoint")
-    options = parser.parse_args(argv)
-    try:
-        out_path = convert_official_checkpoint(options.official, options.config, options.out)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        parser.exit(1, f"error: {error}\n")
-    print(out_path)
-
-
-if __name__ == "__main__":
-    main()

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodel.fileio import atomic_write
+from common.files import atomic_write
 
 LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from worldmodel.fileio import atomic_write
+from common.files import atomic_write
 
 FRAME_SIZE = 64
 DIGIT_SIZE = 28
