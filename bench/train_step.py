@@ -24,7 +24,6 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
 from bench.step_variants import StepOptions, TrainStep
 from bench.timing import matmul_flops_per_second, median, peak_memory_mib, seconds, synchronize
 from common.optimisation import optimisation_step

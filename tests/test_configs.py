@@ -12,7 +12,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import configs
-import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
 from worldmodel import SRVP, SRVPConfig
 
 CONFIG_ROOT = Path(configs.__file__).parent

@@ -77,7 +77,9 @@ def test_config_composes_with_the_planet_defaults():
     assert (cfg.agent.horizon, cfg.agent.candidates, cfg.agent.top_k, cfg.agent.iterations) == (12, 1000, 100, 10)
     loop = cfg.loop
     assert (loop.seed_episodes, loop.collect_interval, loop.batch_size, loop.seq_len) == (5, 100, 50, 50)
-    assert cfg.loop.exploration_noise == 0.3 and dict(cfg.world_model.heads) == {"reward": 1}
+    assert cfg.loop.exploration_noise == 0.3
+    # The world model's YAML holds only what differs from SRVPConfig's defaults; the schema fills the rest.
+    assert (cfg.world_model.f_gain, cfg.world_model.fwd_layers, dict(cfg.world_model.heads)) == (0.5, 4, {})
 
 
 def test_bad_loop_values_fail_with_their_name(tiny_cfg):

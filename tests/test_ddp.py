@@ -17,7 +17,6 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
-import video_pred.train  # noqa: F401  (registers the model schema in hydra's ConfigStore)
 from common.logger import RunLogger
 from common.runtime import seed_everything
 from video_pred.data.stream import training_loader

@@ -18,12 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from matplotlib.figure import Figure
@@ -44,10 +45,12 @@ LPIPS = "lpips"
 
 
 def eval_defaults() -> DictConfig:
-    """configs/eval.yaml as shipped, without its hydra section: the base of an evaluation run from code."""
-    defaults = OmegaConf.load(str(files("configs") / "eval.yaml"))
-    defaults.pop("hydra")
-    return defaults
+    """configs/eval.yaml as srvp-eval composes it, without hydra's own section: the base of an evaluation run
+    from code (inside or outside a running hydra application)."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="eval")
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return compose(config_name="eval")
 
 
 def parse_dt(value: float | int | str | None) -> float | None:

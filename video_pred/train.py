@@ -13,7 +13,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from common.configs import write_run_config
@@ -25,9 +24,6 @@ from video_pred.data.stream import training_loader
 from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
 from video_pred.evaluate import eval_defaults, evaluate, results_table
 from video_pred.trainer import Trainer, check_budget, final_preview, first_clips
-from worldmodel import SRVPConfig
-
-ConfigStore.instance().store(group="model", name="srvp_schema", node=SRVPConfig)
 
 
 def train(cfg: DictConfig, dist: DistributedContext | None = None) -> Path:
