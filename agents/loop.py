@@ -275,7 +275,8 @@ class ControlRun:
                                     generator=generator)
         planner = instantiate(cfg.agent, action_dim=self.action_dim)
         controller = MPCController(planner, objective, exploration_noise=float(cfg.loop.exploration_noise),
-                                   device=self.device)
+                                   warm_start=bool(cfg.planning.warm_start),
+                                   warm_start_fill=cfg.planning.warm_start_fill, device=self.device)
         episode_filter = EpisodeFilter(self.model, int(cfg.loop.context_frames), self.device, cfg.precision)
         return PlanningPolicy(controller, episode_filter, explore, generator)
 

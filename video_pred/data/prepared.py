@@ -31,10 +31,10 @@ import torch
 from tqdm import tqdm
 
 from common.files import atomic_write
+from worldmodel.model import FRAME_SIZE
 
 LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"
-FRAME_SIZE = 64
 SPLITS = ("train", "val", "test")
 OPEN_MAPS = 1024  # memory maps a PreparedVideos keeps open per process
 

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from common.files import atomic_write
+from worldmodel.config import substeps as euler_substeps
+from worldmodel.model import FRAME_SIZE
 
-FRAME_SIZE = 64
 DIGIT_SIZE = 28
 MAX_SPEED = 4
 TEST_SEED = 42
@@ -53,14 +54,6 @@ class Trajectories:
         substeps = round(1 / self.dt)
         snapped = np.round(self.positions[:, ::substeps], _SNAP_DECIMALS)
         return np.rint(snapped).astype(np.int64)
-
-
-def _substeps(dt: float) -> int:
-    """1/dt, checked to be a positive integer."""
-    substeps = round(1 / dt) if dt > 0 else 0
-    if substeps < 1 or abs(substeps * dt - 1) > 1e-9:
-        raise ValueError(f"dt must be 1/n for a positive integer n, got {dt}")
-    return substeps
 
 
 class _BounceVelocities:
@@ -109,7 +102,7 @@ def simulate_trajectories(
     All trajectories advance together (vectorised); within a step, each one repeatedly moves to its next
     wall crossing and bounces until the step's remaining time is spent.
     """
-    substeps = _substeps(dt)
+    substeps = euler_substeps(dt)
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not deterministic and rng is None:

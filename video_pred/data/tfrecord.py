@@ -8,17 +8,15 @@ and BAIR stores one `tf.train.Example` per record. An Example is a protobuf mess
 `Example{1: Features}`, `Features{1: repeated MapEntry{1: key string, 2: Feature}}`, and a `Feature` is a
 oneof of `BytesList{1: repeated bytes}` (field 1), `FloatList{1: repeated float}` (field 2) or
 `Int64List{1: repeated int64}` (field 3). The small protobuf wire-format reader below handles exactly
-these messages, so that reading BAIR needs neither TensorFlow nor protobuf. The writer half exists to build
-small files in the real format (tests, fixtures); both halves are checked against independent
-implementations in tests/test_tfrecord.py.
+these messages, so that reading BAIR needs neither TensorFlow nor protobuf; it is checked against
+independent implementations in tests/test_tfrecord.py (files written by tests/tfrecord_files.py).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import google_crc32c
 
@@ -84,18 +82,6 @@ def read_records(path: str | Path) -> Iterator[bytes]:
     """Yield the data of every record of `path`, all CRCs checked."""
     for data_offset, data_length in iter_record_spans(path):
         yield read_record(path, data_offset, data_length)
-
-
-def frame_record(data: bytes) -> bytes:
-    """Frame `data` as one TFRecord record (header, data, footer)."""
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", masked_crc32c(length)) + data + _FOOTER.pack(masked_crc32c(data))
-
-
-def write_records(file: BinaryIO, records: Sequence[bytes]) -> None:
-    """Write `records` framed as a TFRecord file into the binary `file`."""
-    for data in records:
-        file.write(frame_record(data))
 
 
 # ---- protobuf wire format -------------------------------------------------------------------------------
@@ -188,40 +174,3 @@ def parse_example(example: bytes) -> dict[str, FeatureValues]:
                     feature = part
             features[key.decode("utf-8")] = _parse_feature(feature)
     return features
-
-
-def _varint(value: int) -> bytes:
-    """Encode a non-negative int (or an int64 as two's complement) as a varint."""
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _length_delimited(field_number: int, payload: bytes) -> bytes:
-    return _varint(field_number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
-
-
-def encode_example(features: Mapping[str, FeatureValues]) -> bytes:
-    """Serialise `{name: values}` as a `tf.train.Example`.
-
-    The value type picks the list kind: bytes -> BytesList, float -> FloatList (packed), int -> Int64List
-    (packed), as TensorFlow itself writes them.
-    """
-    entries = []
-    for name, values in features.items():
-        if all(isinstance(v, bytes) for v in values):
-            kind, payload = _BYTES_LIST, b"".join(_length_delimited(1, v) for v in values)
-        elif all(isinstance(v, float) for v in values):
-            kind, payload = _FLOAT_LIST, _length_delimited(1, struct.pack(f"<{len(values)}f", *values))
-        elif all(isinstance(v, int) for v in values):
-            kind, payload = _INT64_LIST, _length_delimited(1, b"".join(_varint(v) for v in values))
-        else:
-            raise ValueError(f"feature {name!r}: values must all be bytes, all float or all int")
-        feature = _length_delimited(kind, payload)
-        entry = _length_delimited(1, name.encode("utf-8")) + _length_delimited(2, feature)
-        entries.append(_length_delimited(1, entry))
-    return _length_delimited(1, b"".join(entries))
