@@ -123,7 +123,7 @@ def imagined_returns(
     the times the environment pays rewards at.
     """
     rollout = model.imagine(states, actions.shape[1], dt, actions=actions, prior_mean=prior_mean,
-                            generator=generator)
+                            generator=generator, details=False)
     rewards = model.predict_heads(rollout.frame_states[:, 1:])[REWARD_HEAD]
     return rewards.float().sum(dim=(1, 2))
 

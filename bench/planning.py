@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from agents.planner import CEMPlanner
 from agents.world_model import LatentObjective, build_world_model
 from bench.timing import median, synchronize
 
-WORLD_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "world_model" / "srvp_control.yaml"
 ACTION_DIM = 1  # cartpole
 
 
@@ -32,7 +31,10 @@ def time_decision(transition: str, device: torch.device, repeats: int, compile: 
 
     The CPU seconds show how much of the wall time the process actually ran on a shared machine.
     """
-    values = {**OmegaConf.to_container(OmegaConf.load(WORLD_MODEL_CONFIG)), "transition": transition}
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        cfg = compose("control", overrides=["run_dir=unused", f"world_model.transition={transition}"])
+    world_model = cfg.world_model
+    values = OmegaConf.to_container(world_model, resolve=True)
     model = build_world_model(values, ACTION_DIM).to(device).eval()
     objective = LatentObjective(model, device=device, compile=compile)(torch.zeros(1, model.config.y_dim,
                                                                                    device=device))

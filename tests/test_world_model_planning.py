@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
 from agents.planner import CEMPlanner, MPPIPlanner
 from agents.world_model import (
@@ -128,9 +129,9 @@ def test_imagined_returns_read_rewards_at_frame_times(model):
 def test_default_control_model_rollouts_stay_bounded_over_long_windows():
     from omegaconf import OmegaConf
 
-    from tests.test_control import REPO
 
-    values = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "world_model" / "srvp_control.yaml"))
+    with initialize_config_module("configs", version_base="1.3"):
+        values = OmegaConf.to_container(compose("control", overrides=["run_dir=unused"]).world_model)
     model = build_world_model({**values, "filters": 4}, 1).eval()
     with torch.no_grad():
         rollout = model.imagine(torch.randn(16, model.config.y_dim), 50, actions=torch.rand(16, 50, 1) * 2 - 1)

@@ -451,3 +451,15 @@ def test_predict_accepts_float_frames_like_uint8() -> None:
         torch.manual_seed(1)
         from_float = model.predict(frames.float() / 255, 2)
     torch.testing.assert_close(from_uint8, from_float)
+
+
+def test_imagine_without_details_keeps_only_the_frame_states() -> None:
+    model = tiny_model(action_dim=2, dt=0.5)
+    start = torch.randn(3, model.config.y_dim)
+    actions = torch.rand(3, 4, 2)
+    with torch.no_grad():
+        full = model.imagine(start, 4, actions=actions, generator=torch.Generator().manual_seed(2))
+        lean = model.imagine(start, 4, actions=actions, generator=torch.Generator().manual_seed(2), details=False)
+    torch.testing.assert_close(lean.frame_states, full.frame_states, rtol=0, atol=0)
+    assert full.states.shape[1] == 4 * 2 + 1 and full.residuals is not None and full.prior is not None
+    assert (lean.states, lean.z, lean.prior, lean.residuals) == (None, None, None, None)

@@ -28,12 +28,13 @@ class Encoded(NamedTuple):
 
 
 class Rollout(NamedTuple):
-    """Result of `imagine`: the latent trajectory and what produced it."""
+    """Result of `imagine`: the latent trajectory and what produced it. Only `frame_states` is computed
+    when `imagine` is asked for no details (planning); the other fields are then None."""
 
-    states: torch.Tensor
-    """Every Euler state, y_1 included: (b, (steps * substeps) + 1, ny)."""
     frame_states: torch.Tensor
-    """States at integer times, y_1 included: (b, steps + 1, ny)."""
+    """States at integer times, the start included: (b, steps + 1, ny)."""
+    states: torch.Tensor | None
+    """Every Euler state, the start included: (b, (steps * substeps) + 1, ny)."""
     z: torch.Tensor | None
     """z driving each frame transition: (b, steps, nz), None without z."""
     prior: Gaussian | None
@@ -141,19 +142,22 @@ class SRVP(nn.Module):
     # ------------------------------------------------------------------ dynamics
     def imagine(
         self,
-        y1: torch.Tensor,
+        start: torch.Tensor,
         steps: int,
         dt: float | None = None,
         z: torch.Tensor | None = None,
         actions: torch.Tensor | None = None,
         prior_mean: bool = False,
         generator: torch.Generator | None = None,
+        details: bool = True,
     ) -> Rollout:
-        """Roll the state y1 (b ny) forward `steps` frames with Euler step dt (1/dt integer).
+        """Roll any state `start` (b ny) (y_1, a filtered y_t, ...) forward `steps` frames with Euler step dt
+        (1/dt integer).
 
         z (b m nz), m <= steps, drives the first m transitions (posterior samples); later ones draw z from
         the prior on the current state (its mean if `prior_mean`). z is held over the sub-steps of a frame.
-        actions (b steps na) are fed to the transition when the model takes actions.
+        actions (b steps na) are fed to the transition when the model takes actions. Without `details`, only
+        the frame states are kept (no sub-step states, z, prior or residuals: what planning needs).
         """
         cfg = self.config
         dt = cfg.dt if dt is None else dt
@@ -164,8 +168,8 @@ class SRVP(nn.Module):
             shape = None if actions is None else tuple(actions.shape)
             raise ValueError(f"actions of shape (b, >= {steps}, {cfg.action_dim}) expected, got {shape}")
         given = 0 if z is None else z.shape[1]
-        state = y1
-        states, frame_states, residuals, z_used, prior_params = [y1], [y1], [], [], []
+        state = start
+        states, frame_states, residuals, z_used, prior_params = [start], [start], [], [], []
         for step in range(steps):
             drive = []
             if cfg.stochastic:
@@ -173,23 +177,26 @@ class SRVP(nn.Module):
                     z_step = z[:, step]
                 else:
                     prior = self.prior(state)
-                    prior_params.append(prior)
+                    if details:
+                        prior_params.append(prior)
                     gaussian = Gaussian.from_raw(prior)
                     z_step = gaussian.mean if prior_mean else gaussian.rsample(generator)
-                z_used.append(z_step)
+                if details:
+                    z_used.append(z_step)
                 drive.append(z_step)
             if cfg.action_dim:
                 drive.append(actions[:, step].to(state.dtype))
             drive_input = torch.cat(drive, dim=-1) if len(drive) > 1 else (drive[0] if drive else None)
             for _ in range(per_frame):
                 state, residual = self.transition(state, drive_input, dt)
-                states.append(state)
-                if residual is not None:
-                    residuals.append(residual)
+                if details:
+                    states.append(state)
+                    if residual is not None:
+                        residuals.append(residual)
             frame_states.append(state)
         return Rollout(
-            states=torch.stack(states, dim=1),
             frame_states=torch.stack(frame_states, dim=1),
+            states=torch.stack(states, dim=1) if details else None,
             z=torch.stack(z_used, dim=1) if z_used else None,
             prior=Gaussian.from_raw(torch.stack(prior_params, dim=1)) if prior_params else None,
             residuals=torch.stack(residuals, dim=1) if residuals else None,
@@ -235,7 +242,7 @@ class SRVP(nn.Module):
 
     def observe(
         self,
-        frames: torch.Tensor,
+        frames: torch.Tensor | None,
         actions: torch.Tensor | None = None,
         dt: float | None = None,
         encoded: Encoded | None = None,
@@ -244,9 +251,12 @@ class SRVP(nn.Module):
         """Infer the latents of observed frames (b t c h w): y_1 and z from their posteriors (sampled),
         w from k frames (random at training, last k otherwise), skips from one frame (random at training and
         independent of the k, the last otherwise) unless the caller gives them (`predict` selects them before
-        expanding samples)."""
+        expanding samples). `frames` may be None when `encoded` gives their encoding (as `predict` does)."""
         cfg = self.config
-        encoded = self.encode(frames) if encoded is None else encoded
+        if encoded is None:
+            if frames is None:
+                raise ValueError("observe needs frames or their encoding")
+            encoded = self.encode(frames)
         codes = encoded.codes
         batch, length = codes.shape[:2]
         if length < cfg.y1_frames:
