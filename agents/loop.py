@@ -95,8 +95,9 @@ def to_chw(frame: np.ndarray) -> torch.Tensor:
 class PlanningPolicy:
     """Latent MPC: filter y_t from the episode's frames, plan with the world model, act (plus noise)."""
 
-    def __init__(self, controller: MPCController, episode_filter: EpisodeFilter, explore: bool,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self, controller: MPCController, episode_filter: EpisodeFilter, explore: bool, generator: torch.Generator
+    ) -> None:
         self.controller, self.filter, self.explore, self.generator = controller, episode_filter, explore, generator
 
     def reset(self, frame: np.ndarray) -> None:
@@ -124,13 +125,23 @@ def run_episode(env: gymnasium.Env, policy: Policy, seed: int) -> Episode:
         actions.append(action)
         rewards.append(reward)
         done = terminated or truncated
-    return Episode(np.stack(frames), np.stack(actions).astype(np.float32), np.asarray(rewards, np.float32),
-                   int(info["sim_steps"]))
+    return Episode(
+        np.stack(frames), np.stack(actions).astype(np.float32), np.asarray(rewards, np.float32), int(info["sim_steps"])
+    )
 
 
-def update_world_model(model: SRVP, optimizer: torch.optim.Optimizer, buffer: EpisodeBuffer, updates: int,
-                       batch_size: int, seq_len: int, generator: torch.Generator, device: torch.device,
-                       precision: str, grad_clip: float | None) -> dict[str, float]:
+def update_world_model(
+    model: SRVP,
+    optimizer: torch.optim.Optimizer,
+    buffer: EpisodeBuffer,
+    updates: int,
+    batch_size: int,
+    seq_len: int,
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+    grad_clip: float | None,
+) -> dict[str, float]:
     """`updates` optimisation steps on the ELBO + reward loss of buffer windows; returns the parts' means.
 
     The steps are the video-prediction trainer's own (`common.optimisation.optimisation_step`); the loss is
@@ -142,18 +153,28 @@ def update_world_model(model: SRVP, optimizer: torch.optim.Optimizer, buffer: Ep
         batch = buffer.sample(batch_size, seq_len, generator=generator)
         frames = batch["obs"].to(device, non_blocking=True)
         targets = {"reward": reward_targets(batch["rewards"]).to(device, non_blocking=True)}
-        output = optimisation_step(model, model, optimizer, frames, precision, batch["actions"].to(device),
-                                   targets, grad_clip)
+        output = optimisation_step(
+            model, model, optimizer, frames, precision, batch["actions"].to(device), targets, grad_clip
+        )
         averages.add(output)
     if averages.any_nonfinite():
-        raise NonFiniteLossError(f"the world-model loss became NaN/inf within the last {updates} updates; nothing "
-                                 "was saved after it: resume from the last checkpoint with a lower optimizer.lr")
+        raise NonFiniteLossError(
+            f"the world-model loss became NaN/inf within the last {updates} updates; nothing "
+            "was saved after it: resume from the last checkpoint with a lower optimizer.lr"
+        )
     return averages.read()
 
 
 @torch.no_grad()
-def open_loop_video(model: SRVP, buffer: EpisodeBuffer, context: int, length: int, device: torch.device,
-                    precision: str, generator: torch.Generator) -> np.ndarray:
+def open_loop_video(
+    model: SRVP,
+    buffer: EpisodeBuffer,
+    context: int,
+    length: int,
+    device: torch.device,
+    precision: str,
+    generator: torch.Generator,
+) -> np.ndarray:
     """Truth beside prediction (t h w 3) for one buffer window: `context` observed frames, then imagined
     frames from the real actions with prior-mean z; content w from the window's observed frames."""
     model.eval()
@@ -178,8 +199,11 @@ class Progress:
 
 def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
     """The configured pixel environment, optionally with shorter episodes (smoke tests)."""
-    kwargs: dict[str, Any] = {"action_repeat": env_cfg.action_repeat, "camera_id": env_cfg.camera_id,
-                              "size": env_cfg.size}
+    kwargs: dict[str, Any] = {
+        "action_repeat": env_cfg.action_repeat,
+        "camera_id": env_cfg.camera_id,
+        "size": env_cfg.size,
+    }
     if max_episode_steps:
         kwargs["max_episode_steps"] = int(max_episode_steps)
     return envs.make_env(env_cfg.name, **kwargs)
@@ -194,8 +218,9 @@ def check_config(cfg: DictConfig) -> None:
     if int(loop.episodes) < 0 or int(loop.eval_episodes) < 0:
         raise ValueError("loop.episodes and loop.eval_episodes must be >= 0")
     if int(loop.seq_len) < max(2, int(cfg.world_model.y1_frames), int(cfg.world_model.content_frames)):
-        raise ValueError(f"loop.seq_len={loop.seq_len}: must be >= 2 and cover world_model.y1_frames and "
-                         "world_model.content_frames")
+        raise ValueError(
+            f"loop.seq_len={loop.seq_len}: must be >= 2 and cover world_model.y1_frames and world_model.content_frames"
+        )
     if not float(loop.exploration_noise) >= 0:
         raise ValueError(f"loop.exploration_noise={loop.exploration_noise}: must be >= 0")
 
@@ -223,8 +248,9 @@ class ControlRun:
         kept = write_run_config(self.run_dir, OmegaConf.to_yaml(cfg, resolve=True), resume_step, changes)
         if changes:
             before = f"; the settings before it are in {kept.name}" if kept else ""
-            print(f"settings changed from environment step {resume_step} on (config.yaml{before}): "
-                  + "; ".join(changes))
+            print(
+                f"settings changed from environment step {resume_step} on (config.yaml{before}): " + "; ".join(changes)
+            )
 
     # ------------------------------------------------------------------ persistence
     @property
@@ -242,16 +268,20 @@ class ControlRun:
         current = OmegaConf.to_container(self.cfg, resolve=True)
         other_env = config_changes({"env": saved_config.get("env", {})}, {"env": current["env"]})
         if other_env:
-            raise ValueError(f"{self.run_dir} holds a run of env {saved_config.get('env', {}).get('name')}, not "
-                             f"{current['env']['name']} ({'; '.join(other_env)}): resume with the same env or "
-                             "choose another run_dir")
+            raise ValueError(
+                f"{self.run_dir} holds a run of env {saved_config.get('env', {}).get('name')}, not "
+                f"{current['env']['name']} ({'; '.join(other_env)}): resume with the same env or "
+                "choose another run_dir"
+            )
         restore_training(payload, self.checkpoint_path, self.model, self.optimizer)
         extra = payload["extra"]
         self.progress = Progress(**{name: int(value) for name, value in extra["progress"].items()})
         self.buffer = EpisodeBuffer.load(self.run_dir / BUFFER_DIR)
         if self.buffer.num_episodes != int(extra["buffer_episodes"]):
-            raise RuntimeError(f"{self.run_dir / BUFFER_DIR} holds {self.buffer.num_episodes} episodes but "
-                               f"{self.checkpoint_path} expects {int(extra['buffer_episodes'])}")
+            raise RuntimeError(
+                f"{self.run_dir / BUFFER_DIR} holds {self.buffer.num_episodes} episodes but "
+                f"{self.checkpoint_path} expects {int(extra['buffer_episodes'])}"
+            )
         self.sample_generator.set_state(extra["sample_generator"])
         restore_rng_state(payload["rng"])
         return self.progress.env_steps, config_changes(saved_config, current, ignore=("run_dir", "resume"))
@@ -259,24 +289,43 @@ class ControlRun:
     def save(self) -> None:
         """Buffer (new episodes only), then the checkpoint that refers to it."""
         self.buffer.save(self.run_dir / BUFFER_DIR)
-        extra = {"progress": asdict(self.progress), "buffer_episodes": self.buffer.num_episodes,
-                 "sample_generator": self.sample_generator.get_state()}
-        save_checkpoint(self.checkpoint_path, self.model, self.progress.updates,
-                        config=OmegaConf.to_container(self.cfg, resolve=True), optimizer=self.optimizer,
-                        extra=extra)
+        extra = {
+            "progress": asdict(self.progress),
+            "buffer_episodes": self.buffer.num_episodes,
+            "sample_generator": self.sample_generator.get_state(),
+        }
+        save_checkpoint(
+            self.checkpoint_path,
+            self.model,
+            self.progress.updates,
+            config=OmegaConf.to_container(self.cfg, resolve=True),
+            optimizer=self.optimizer,
+            extra=extra,
+        )
 
     # ------------------------------------------------------------------ acting
     def planning_policy(self, stream: int, index: int, explore: bool) -> PlanningPolicy:
         """MPC policy with its own generator for episode `index` of `stream`."""
         cfg = self.cfg
         generator = torch.Generator(self.device).manual_seed(stream_seed(int(cfg.seed), stream, index))
-        objective = LatentObjective(self.model, dt=float(cfg.planning.dt), prior_mean=bool(cfg.planning.prior_mean),
-                                    device=self.device, precision=cfg.precision, compile=cfg.planning.compile,
-                                    generator=generator)
+        objective = LatentObjective(
+            self.model,
+            dt=float(cfg.planning.dt),
+            prior_mean=bool(cfg.planning.prior_mean),
+            device=self.device,
+            precision=cfg.precision,
+            compile=cfg.planning.compile,
+            generator=generator,
+        )
         planner = instantiate(cfg.agent, action_dim=self.action_dim)
-        controller = MPCController(planner, objective, exploration_noise=float(cfg.loop.exploration_noise),
-                                   warm_start=bool(cfg.planning.warm_start),
-                                   warm_start_fill=cfg.planning.warm_start_fill, device=self.device)
+        controller = MPCController(
+            planner,
+            objective,
+            exploration_noise=float(cfg.loop.exploration_noise),
+            warm_start=bool(cfg.planning.warm_start),
+            warm_start_fill=cfg.planning.warm_start_fill,
+            device=self.device,
+        )
         episode_filter = EpisodeFilter(self.model, int(cfg.loop.context_frames), self.device, cfg.precision)
         return PlanningPolicy(controller, episode_filter, explore, generator)
 
@@ -289,8 +338,11 @@ class ControlRun:
         """Noiseless planning episodes from fixed seeds (the same at every evaluation)."""
         self.model.eval()
         return [
-            run_episode(self.env, self.planning_policy(EVAL_STREAM, index, explore=False),
-                        stream_seed(int(self.cfg.seed), EVAL_STREAM, index))
+            run_episode(
+                self.env,
+                self.planning_policy(EVAL_STREAM, index, explore=False),
+                stream_seed(int(self.cfg.seed), EVAL_STREAM, index),
+            )
             for index in range(int(self.cfg.loop.eval_episodes))
         ]
 
@@ -298,11 +350,17 @@ class ControlRun:
     def log_episode(self, prefix: str, episodes: list[Episode], seconds: float) -> None:
         returns = [episode.total_reward for episode in episodes]
         steps = sum(episode.sim_steps for episode in episodes)
-        self.logger.scalars(self.progress.env_steps, prefix, {
-            "return": float(np.mean(returns)), "episode_sim_steps": float(np.mean([e.sim_steps for e in episodes])),
-            "env_steps": float(self.progress.env_steps), "episodes": float(self.progress.train_episodes),
-            "env_steps_per_s": steps / max(seconds, 1e-9),
-        })
+        self.logger.scalars(
+            self.progress.env_steps,
+            prefix,
+            {
+                "return": float(np.mean(returns)),
+                "episode_sim_steps": float(np.mean([e.sim_steps for e in episodes])),
+                "env_steps": float(self.progress.env_steps),
+                "episodes": float(self.progress.train_episodes),
+                "env_steps_per_s": steps / max(seconds, 1e-9),
+            },
+        )
 
     def run(self) -> dict[str, float]:
         """Train until `loop.episodes` planning episodes were collected; returns the last returns."""
@@ -322,8 +380,9 @@ class ControlRun:
         while self.progress.train_episodes < total:
             summary.update(self.iteration())
             bar.update(1)
-            bar.set_postfix(loss=f"{summary['loss']:.1f}", ret=f"{summary['train_return']:.1f}",
-                            steps=self.progress.env_steps)
+            bar.set_postfix(
+                loss=f"{summary['loss']:.1f}", ret=f"{summary['train_return']:.1f}", steps=self.progress.env_steps
+            )
         bar.close()
         return summary
 
@@ -331,16 +390,28 @@ class ControlRun:
         """C updates, one exploring planning episode, maybe an evaluation, then a checkpoint."""
         cfg, loop = self.cfg, self.cfg.loop
         start = time.perf_counter()
-        losses = update_world_model(self.model, self.optimizer, self.buffer, int(loop.collect_interval),
-                                    int(loop.batch_size), int(loop.seq_len), self.sample_generator, self.device,
-                                    cfg.precision, cfg.grad_clip)
+        losses = update_world_model(
+            self.model,
+            self.optimizer,
+            self.buffer,
+            int(loop.collect_interval),
+            int(loop.batch_size),
+            int(loop.seq_len),
+            self.sample_generator,
+            self.device,
+            cfg.precision,
+            cfg.grad_clip,
+        )
         self.progress.updates += int(loop.collect_interval)
         update_seconds = time.perf_counter() - start
         self.model.eval()
         index = self.progress.train_episodes
         start = time.perf_counter()
-        episode = run_episode(self.env, self.planning_policy(TRAIN_STREAM, index, explore=True),
-                              stream_seed(int(cfg.seed), TRAIN_STREAM, index))
+        episode = run_episode(
+            self.env,
+            self.planning_policy(TRAIN_STREAM, index, explore=True),
+            stream_seed(int(cfg.seed), TRAIN_STREAM, index),
+        )
         self.add_episode(episode)
         step = self.progress.env_steps
         self.logger.scalars(step, "losses", losses)
@@ -365,8 +436,9 @@ class ControlRun:
         length = min(int(loop.video_frames), int(loop.seq_len))
         if length > int(loop.context_frames):
             generator = torch.Generator().manual_seed(stream_seed(int(self.cfg.seed), VIDEO_STREAM, step % 2**31))
-            video = open_loop_video(self.model, self.buffer, int(loop.context_frames), length, self.device,
-                                    self.cfg.precision, generator)
+            video = open_loop_video(
+                self.model, self.buffer, int(loop.context_frames), length, self.device, self.cfg.precision, generator
+            )
             self.logger.video(step, "open_loop/truth_vs_prediction", video)
         return summary
 

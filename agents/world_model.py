@@ -72,8 +72,9 @@ class EpisodeFilter:
 
     def __init__(self, model: SRVP, context: int, device: torch.device, precision: str = "auto") -> None:
         if context < model.config.y1_frames:
-            raise ValueError(f"context={context}: the filter window needs at least y1_frames="
-                             f"{model.config.y1_frames} frames")
+            raise ValueError(
+                f"context={context}: the filter window needs at least y1_frames={model.config.y1_frames} frames"
+            )
         self.model = model
         self.context = context
         self.device = device
@@ -96,8 +97,8 @@ class EpisodeFilter:
         self.actions.append(action.to(self.device, torch.float32).reshape(-1))
         self.codes.append(self._encode(frame))
         # Keep only the window: `context` codes and the actions between them.
-        self.codes = self.codes[-self.context:]
-        self.actions = self.actions[len(self.actions) - (len(self.codes) - 1):]
+        self.codes = self.codes[-self.context :]
+        self.actions = self.actions[len(self.actions) - (len(self.codes) - 1) :]
 
     @torch.no_grad()
     def state(self) -> Tensor:
@@ -114,7 +115,11 @@ class EpisodeFilter:
 
 
 def imagined_returns(
-    model: SRVP, states: Tensor, actions: Tensor, dt: float, prior_mean: bool,
+    model: SRVP,
+    states: Tensor,
+    actions: Tensor,
+    dt: float,
+    prior_mean: bool,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sum of predicted rewards of action sequences (M, H, A) from states (M, ny) -> (M,).
@@ -122,8 +127,9 @@ def imagined_returns(
     One `imagine` call on the whole batch; with dt < 1 the reward is read at integer times (frame states),
     the times the environment pays rewards at.
     """
-    rollout = model.imagine(states, actions.shape[1], dt, actions=actions, prior_mean=prior_mean,
-                            generator=generator, details=False)
+    rollout = model.imagine(
+        states, actions.shape[1], dt, actions=actions, prior_mean=prior_mean, generator=generator, details=False
+    )
     rewards = model.predict_heads(rollout.frame_states[:, 1:])[REWARD_HEAD]
     return rewards.float().sum(dim=(1, 2))
 
@@ -138,8 +144,14 @@ class LatentObjective:
     """
 
     def __init__(
-        self, model: SRVP, dt: float = 1.0, prior_mean: bool = True, device: torch.device | str = "cpu",
-        precision: str = "auto", compile: bool | str = False, generator: torch.Generator | None = None,
+        self,
+        model: SRVP,
+        dt: float = 1.0,
+        prior_mean: bool = True,
+        device: torch.device | str = "cpu",
+        precision: str = "auto",
+        compile: bool | str = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.model = model
         self.dt = dt
@@ -160,8 +172,9 @@ class LatentObjective:
         flat_states = repeat(states, "b y -> (b n) y", n=candidates)
         flat_actions = rearrange(actions, "b n h a -> (b n) h a")
         with autocast(self.device, self.precision):
-            flat_returns = self._rollout(self.model, flat_states, flat_actions, self.dt, self.prior_mean,
-                                         self.generator)
+            flat_returns = self._rollout(
+                self.model, flat_states, flat_actions, self.dt, self.prior_mean, self.generator
+            )
         return rearrange(flat_returns.float(), "(b n) -> b n", n=candidates)
 
     def __call__(self, states: Tensor) -> Objective:

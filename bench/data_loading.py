@@ -71,8 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches per row")
     args = parser.parse_args()
-    rows = [(f"mmnist {kind} train", 15, 128, moving_mnist_rate(kind == "deterministic", args.batches))
-            for kind in ("stochastic", "deterministic")]
+    rows = [
+        (f"mmnist {kind} train", 15, 128, moving_mnist_rate(kind == "deterministic", args.batches))
+        for kind in ("stochastic", "deterministic")
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         kth = build(Path(tmp) / "kth", channels=1, frames=300, videos=60, clip_length=40)
         bair = build(Path(tmp) / "bair", channels=3, frames=30, videos=600, clip_length=30)

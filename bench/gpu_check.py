@@ -42,9 +42,20 @@ from pathlib import Path
 from typing import Any
 
 REQUIRED = {
-    "torch": "torch", "einops": "einops", "numpy": "numpy", "scipy": "scipy", "matplotlib": "matplotlib",
-    "tensorboard": "tensorboard", "torchmetrics": "torchmetrics", "tqdm": "tqdm", "imageio": "imageio",
-    "PIL": "pillow", "yaml": "PyYAML", "pytest": "pytest", "hydra": "hydra-core", "omegaconf": "omegaconf",
+    "torch": "torch",
+    "einops": "einops",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "matplotlib": "matplotlib",
+    "tensorboard": "tensorboard",
+    "torchmetrics": "torchmetrics",
+    "tqdm": "tqdm",
+    "imageio": "imageio",
+    "PIL": "pillow",
+    "yaml": "PyYAML",
+    "pytest": "pytest",
+    "hydra": "hydra-core",
+    "omegaconf": "omegaconf",
     "antlr4": "antlr4-python3-runtime",
 }
 """Modules the check imports -> the package that provides each."""
@@ -85,14 +96,46 @@ class Sizes:
     eval_samples: int
 
 
-GPU_SIZES = Sizes(tiny_models=False, throughput_batches=None, timed_steps=5, compile=True, sampling_clips=4,
-                  sampling_samples=100, sampling_chunk=50, planning=(12, 1000, 10), planning_repeats=3,
-                  train_seconds=210.0, train_batch=None, eval_clips=1000, eval_samples=100)
-DRY_SIZES = Sizes(tiny_models=True, throughput_batches={name: 2 for name in PAPER_DATASETS}, timed_steps=1,
-                  compile=False, sampling_clips=1, sampling_samples=2, sampling_chunk=2, planning=(2, 8, 1),
-                  planning_repeats=1, train_seconds=2.0, train_batch=4, eval_clips=2, eval_samples=2)
-TINY_MODEL = {"filters": 4, "code_dim": 8, "y_dim": 4, "z_dim": 4, "content_dim": 8, "inf_hidden": 16,
-              "fwd_hidden": 16, "lstm_hidden": 8}
+GPU_SIZES = Sizes(
+    tiny_models=False,
+    throughput_batches=None,
+    timed_steps=5,
+    compile=True,
+    sampling_clips=4,
+    sampling_samples=100,
+    sampling_chunk=50,
+    planning=(12, 1000, 10),
+    planning_repeats=3,
+    train_seconds=210.0,
+    train_batch=None,
+    eval_clips=1000,
+    eval_samples=100,
+)
+DRY_SIZES = Sizes(
+    tiny_models=True,
+    throughput_batches={name: 2 for name in PAPER_DATASETS},
+    timed_steps=1,
+    compile=False,
+    sampling_clips=1,
+    sampling_samples=2,
+    sampling_chunk=2,
+    planning=(2, 8, 1),
+    planning_repeats=1,
+    train_seconds=2.0,
+    train_batch=4,
+    eval_clips=2,
+    eval_samples=2,
+)
+TINY_MODEL = {
+    "filters": 4,
+    "code_dim": 8,
+    "y_dim": 4,
+    "z_dim": 4,
+    "content_dim": 8,
+    "inf_hidden": 16,
+    "fwd_hidden": 16,
+    "lstm_hidden": 8,
+}
 """Model widths of a dry run (the paper's architecture families, variants and dt kept)."""
 
 
@@ -124,23 +167,31 @@ def setting(name: str, sizes: Sizes):
 # ---------------------------------------------------------------------------------------------- part 1
 def gpu_tests(ctx: Context) -> dict[str, Any]:
     """`pytest -m gpu` over the test files that hold CUDA tests, and the bf16-vs-fp32 step check."""
-    files = sorted(str(path.relative_to(REPO)) for path in (REPO / "tests").glob("test_*.py")
-                   if "mark.gpu" in path.read_text())
+    files = sorted(
+        str(path.relative_to(REPO)) for path in (REPO / "tests").glob("test_*.py") if "mark.gpu" in path.read_text()
+    )
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     output = (done.stdout + done.stderr).strip().splitlines()
-    summary = next((line.strip("= ") for line in reversed(output) if re.search(r"\d+ (passed|failed|skipped|error)",
-                                                                                 line)), "no summary line")
+    summary = next(
+        (line.strip("= ") for line in reversed(output) if re.search(r"\d+ (passed|failed|skipped|error)", line)),
+        "no summary line",
+    )
     numerics = bf16_step_numerics(ctx)
     return {
         "pytest": {"files": files, "returncode": done.returncode, "summary": summary, "tail": output[-30:]},
         "bf16_numerics": numerics,
         "tables": [
-            table("CUDA-only tests (pytest -m gpu)", ["files", "exit status", "summary"],
-                  [[" ".join(files), done.returncode, summary]]),
-            table("One training step, bf16 autocast vs fp32 (same weights, batch, noise; KTH model)",
-                  ["quantity", "value"], [[name, f"{value:.3g}" if isinstance(value, float) else value]
-                                          for name, value in numerics.items()]),
+            table(
+                "CUDA-only tests (pytest -m gpu)",
+                ["files", "exit status", "summary"],
+                [[" ".join(files), done.returncode, summary]],
+            ),
+            table(
+                "One training step, bf16 autocast vs fp32 (same weights, batch, noise; KTH model)",
+                ["quantity", "value"],
+                [[name, f"{value:.3g}" if isinstance(value, float) else value] for name, value in numerics.items()],
+            ),
         ],
     }
 
@@ -173,10 +224,17 @@ def bf16_step_numerics(ctx: Context) -> dict[str, Any]:
     low, low_gradient = loss_and_gradient("bf16")
     cosine = torch.nn.functional.cosine_similarity(low_gradient, reference_gradient, dim=0).item()
     relative = ((low_gradient - reference_gradient).norm() / reference_gradient.norm()).item()
-    result: dict[str, Any] = {f"{name} relative difference": abs(low[name] - value) / max(abs(value), 1e-12)
-                              for name, value in reference.items()}
-    result.update({"gradient cosine": cosine, "gradient relative error": relative,
-                   "within tolerance": bool(result["loss relative difference"] < 1e-2 and cosine > 0.99)})
+    result: dict[str, Any] = {
+        f"{name} relative difference": abs(low[name] - value) / max(abs(value), 1e-12)
+        for name, value in reference.items()
+    }
+    result.update(
+        {
+            "gradient cosine": cosine,
+            "gradient relative error": relative,
+            "within tolerance": bool(result["loss relative difference"] < 1e-2 and cosine > 0.99),
+        }
+    )
     return result
 
 
@@ -190,8 +248,9 @@ def train_throughput(ctx: Context) -> dict[str, Any]:
     from bench.train_step import time_variants
 
     on_cuda = ctx.device.type == "cuda"
-    default = StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True, bf16=on_cuda,
-                          cudnn_benchmark=on_cuda)
+    default = StepOptions(
+        channels_last=True, fused_optimizer=True, factorised_decoder=True, bf16=on_cuda, cudnn_benchmark=on_cuda
+    )
     variants = {"eager fp32": StepOptions(), "Trainer default": default}
     if ctx.sizes.compile:
         variants["default + compile"] = replace(default, compile=True)
@@ -201,22 +260,54 @@ def train_throughput(ctx: Context) -> dict[str, Any]:
     for name in PAPER_DATASETS:
         paper = setting(name, ctx.sizes)
         batch = (ctx.sizes.throughput_batches or {}).get(name, paper.batch_size)
-        timings = time_variants(paper.model, paper.train_length, batch, list(variants.values()), ctx.device,
-                                ctx.sizes.timed_steps)
+        timings = time_variants(
+            paper.model, paper.train_length, batch, list(variants.values()), ctx.device, ctx.sizes.timed_steps
+        )
         for label, timing in zip(variants, timings, strict=True):
             rate = timing.flops / timing.median
-            raw[f"{name}/{label}"] = {"batch": batch, "step_seconds": timing.seconds, "warmup_seconds":
-                                      timing.warmup_seconds, "peak_mib": timing.peak_mib, "flops": timing.flops}
-            rows.append([name, batch, label, f"{timing.median * 1000:.1f}", f"{batch / timing.median:.0f}",
-                         f"{timing.peak_mib:.0f}", f"{rate / 1e12:.3g}", f"{rate / bf16_rate:.1%}",
-                         f"{timings[0].median / timing.median:.2f}x", f"{timing.warmup_seconds:.1f}"])
+            raw[f"{name}/{label}"] = {
+                "batch": batch,
+                "step_seconds": timing.seconds,
+                "warmup_seconds": timing.warmup_seconds,
+                "peak_mib": timing.peak_mib,
+                "flops": timing.flops,
+            }
+            rows.append(
+                [
+                    name,
+                    batch,
+                    label,
+                    f"{timing.median * 1000:.1f}",
+                    f"{batch / timing.median:.0f}",
+                    f"{timing.peak_mib:.0f}",
+                    f"{rate / 1e12:.3g}",
+                    f"{rate / bf16_rate:.1%}",
+                    f"{timings[0].median / timing.median:.2f}x",
+                    f"{timing.warmup_seconds:.1f}",
+                ]
+            )
     return {
         "bf16_matmul_tflops": bf16_rate / 1e12,
         "variants": {label: options.label() for label, options in variants.items()},
         "timings": raw,
-        "tables": [table(f"Training step (dense bf16 matmul rate measured here: {bf16_rate / 1e12:.3g} TFLOP/s)",
-                         ["model", "batch", "variant", "ms/step", "seq/s", "peak MiB", "TFLOP/s",
-                          "of bf16 matmul", "speed-up", "warm-up s"], rows)],
+        "tables": [
+            table(
+                f"Training step (dense bf16 matmul rate measured here: {bf16_rate / 1e12:.3g} TFLOP/s)",
+                [
+                    "model",
+                    "batch",
+                    "variant",
+                    "ms/step",
+                    "seq/s",
+                    "peak MiB",
+                    "TFLOP/s",
+                    "of bf16 matmul",
+                    "speed-up",
+                    "warm-up s",
+                ],
+                rows,
+            )
+        ],
     }
 
 
@@ -227,14 +318,35 @@ def sampling(ctx: Context) -> dict[str, Any]:
 
     sizes, rows = ctx.sizes, []
     for name in ("kth", "bair"):
-        timing = time_sampling(setting(name, sizes), sizes.sampling_clips, sizes.sampling_samples,
-                               sizes.sampling_chunk, bf16=ctx.device.type == "cuda", device=ctx.device)
-        rows.append([name, sizes.sampling_clips, sizes.sampling_samples,
-                     f"{sizes.sampling_clips / timing.end_to_end:.2f}", f"{timing.end_to_end:.2f}",
-                     f"{timing.predict:.2f}", f"{timing.decode:.2f}", f"{timing.metrics:.2f}"])
-    return {"tables": [table("Best-of-N sampling (PSNR + SSIM), bf16 generation on CUDA",
-                             ["model", "clips", "samples", "clips/s", "end-to-end s", "predict s", "decode s",
-                              "metrics s"], rows)]}
+        timing = time_sampling(
+            setting(name, sizes),
+            sizes.sampling_clips,
+            sizes.sampling_samples,
+            sizes.sampling_chunk,
+            bf16=ctx.device.type == "cuda",
+            device=ctx.device,
+        )
+        rows.append(
+            [
+                name,
+                sizes.sampling_clips,
+                sizes.sampling_samples,
+                f"{sizes.sampling_clips / timing.end_to_end:.2f}",
+                f"{timing.end_to_end:.2f}",
+                f"{timing.predict:.2f}",
+                f"{timing.decode:.2f}",
+                f"{timing.metrics:.2f}",
+            ]
+        )
+    return {
+        "tables": [
+            table(
+                "Best-of-N sampling (PSNR + SSIM), bf16 generation on CUDA",
+                ["model", "clips", "samples", "clips/s", "end-to-end s", "predict s", "decode s", "metrics s"],
+                rows,
+            )
+        ]
+    }
 
 
 # ---------------------------------------------------------------------------------------------- part 4
@@ -251,8 +363,9 @@ def planning(ctx: Context) -> dict[str, Any]:
     transitions = horizon * candidates * iterations
     rows = []
     for label, mode in modes.items():
-        wall, _ = time_decision("residual", ctx.device, ctx.sizes.planning_repeats, mode, horizon, candidates,
-                                iterations)
+        wall, _ = time_decision(
+            "residual", ctx.device, ctx.sizes.planning_repeats, mode, horizon, candidates, iterations
+        )
         rows.append([label, f"{wall * 1000:.1f}", f"{transitions / wall:,.0f}"])
     title = f"CEM planning, horizon {horizon}, {candidates} candidates, {iterations} iterations"
     return {"tables": [table(title, ["rollout", "ms/decision", "latent transitions/s"], rows)]}
@@ -274,21 +387,40 @@ def smmnist_training(ctx: Context) -> dict[str, Any]:
     paper = setting("smmnist", ctx.sizes)
     batch = ctx.sizes.train_batch or paper.batch_size
     on_cuda = ctx.device.type == "cuda"
-    probe = TrainStep(paper.model, StepOptions(channels_last=True, fused_optimizer=True, factorised_decoder=True,
-                                               bf16=on_cuda, cudnn_benchmark=on_cuda), ctx.device)
+    probe = TrainStep(
+        paper.model,
+        StepOptions(
+            channels_last=True, fused_optimizer=True, factorised_decoder=True, bf16=on_cuda, cudnn_benchmark=on_cuda
+        ),
+        ctx.device,
+    )
     clips = torch.randint(0, 256, (batch, paper.train_length, 1, 64, 64), dtype=torch.uint8, device=ctx.device)
     probe(clips)
     step_seconds = median([seconds(lambda: probe(clips), ctx.device) for _ in range(5)])
     steps = max(2, int(ctx.sizes.train_seconds / step_seconds))
     run_dir = ctx.out / "smmnist_run"
     overrides = {
-        "dataset": "smmnist", "dataset.mnist_dir": ctx.mnist_dir, "dataset.verify_md5": not ctx.dry_run,
-        "dataset.cache_dir": ctx.out / "cache", "run_dir": run_dir, "device": ctx.device,
-        "trainer.batch_size": batch, "trainer.max_steps": steps, "trainer.num_workers": 6, "trainer.log_every": 50,
-        "trainer.ckpt_every": steps, "trainer.video_every": steps,
+        "dataset": "smmnist",
+        "dataset.mnist_dir": ctx.mnist_dir,
+        "dataset.verify_md5": not ctx.dry_run,
+        "dataset.cache_dir": ctx.out / "cache",
+        "run_dir": run_dir,
+        "device": ctx.device,
+        "trainer.batch_size": batch,
+        "trainer.max_steps": steps,
+        "trainer.num_workers": 6,
+        "trainer.log_every": 50,
+        "trainer.ckpt_every": steps,
+        "trainer.video_every": steps,
     }
-    final_eval = {"max_clips": ctx.sizes.eval_clips, "num_samples": ctx.sizes.eval_samples,
-                  "metrics": ["psnr", "ssim"], "batch_size": 25, "sample_chunk": 100, "num_workers": 2}
+    final_eval = {
+        "max_clips": ctx.sizes.eval_clips,
+        "num_samples": ctx.sizes.eval_samples,
+        "metrics": ["psnr", "ssim"],
+        "batch_size": 25,
+        "sample_chunk": 100,
+        "num_workers": 2,
+    }
     if ctx.sizes.tiny_models:
         overrides.update({f"model.{key}": value for key, value in TINY_MODEL.items()})
         overrides.update({"dataset.test_size": 8, "trainer.num_workers": 0})
@@ -302,20 +434,38 @@ def smmnist_training(ctx: Context) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     report = json.loads((run_dir / "eval" / "eval.json").read_text())
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line][-1]
-    rows = [["model", *(f"{report['metrics'][m]['mean']:.4g} ± {report['metrics'][m]['ci95']:.2g}"
-                        for m in ("psnr", "ssim"))]]
-    rows += [[name, *(f"{scores[m]['mean']:.4g}" for m in ("psnr", "ssim"))]
-             for name, scores in report["baselines"].items()]
-    title = (f"SM-MNIST, paper settings, {steps} steps at batch {batch} ({elapsed:.0f} s with evaluation); "
-             f"best of {report['num_samples']} on the first {report['num_clips']} test clips")
-    return {"steps": steps, "batch": batch, "probe_step_seconds": step_seconds, "seconds": elapsed,
-            "last_train_scalars": last, "eval": {"metrics": report["metrics"], "baselines": {
-                name: {m: scores[m]["mean"] for m in scores} for name, scores in report["baselines"].items()}},
-            "tables": [table(title, ["prediction", "PSNR", "SSIM"], rows)]}
+    rows = [
+        [
+            "model",
+            *(f"{report['metrics'][m]['mean']:.4g} ± {report['metrics'][m]['ci95']:.2g}" for m in ("psnr", "ssim")),
+        ]
+    ]
+    rows += [
+        [name, *(f"{scores[m]['mean']:.4g}" for m in ("psnr", "ssim"))] for name, scores in report["baselines"].items()
+    ]
+    title = (
+        f"SM-MNIST, paper settings, {steps} steps at batch {batch} ({elapsed:.0f} s with evaluation); "
+        f"best of {report['num_samples']} on the first {report['num_clips']} test clips"
+    )
+    return {
+        "steps": steps,
+        "batch": batch,
+        "probe_step_seconds": step_seconds,
+        "seconds": elapsed,
+        "last_train_scalars": last,
+        "eval": {
+            "metrics": report["metrics"],
+            "baselines": {name: {m: scores[m]["mean"] for m in scores} for name, scores in report["baselines"].items()},
+        },
+        "tables": [table(title, ["prediction", "PSNR", "SSIM"], rows)],
+    }
 
 
 PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "gpu_tests": gpu_tests, "train_throughput": train_throughput, "sampling": sampling, "planning": planning,
+    "gpu_tests": gpu_tests,
+    "train_throughput": train_throughput,
+    "sampling": sampling,
+    "planning": planning,
     "smmnist_training": smmnist_training,
 }
 
@@ -329,8 +479,13 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", f"    {part.get('error', '')}"]
             continue
         for entry in part["result"].get("tables", []):
-            lines += ["", f"**{entry['title']}**", "", "| " + " | ".join(entry["columns"]) + " |",
-                      "|" + "---|" * len(entry["columns"])]
+            lines += [
+                "",
+                f"**{entry['title']}**",
+                "",
+                "| " + " | ".join(entry["columns"]) + " |",
+                "|" + "---|" * len(entry["columns"]),
+            ]
             lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in entry["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -358,13 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-dir", type=Path, default=None, help="folder with the four MNIST idx(.gz) files")
     parser.add_argument("--dry-run", action="store_true", help="every part at tiny sizes on CPU")
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
-    parser.add_argument("--budget-minutes", type=float, default=9.0,
-                        help="parts not started within this wall time are skipped")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=9.0, help="parts not started within this wall time are skipped"
+    )
     args = parser.parse_args(argv)
     missing = missing_packages()
     if missing:
-        sys.exit(f"bench.gpu_check: error: missing Python packages: {', '.join(missing)} (bring them as wheels: "
-                 "`make gpu-wheels` on a machine with a registry, see README 'GPU check')")
+        sys.exit(
+            f"bench.gpu_check: error: missing Python packages: {', '.join(missing)} (bring them as wheels: "
+            "`make gpu-wheels` on a machine with a registry, see README 'GPU check')"
+        )
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
@@ -372,8 +530,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_float32_matmul_precision("high")
     device = torch.device("cpu" if args.dry_run else "cuda")
     args.out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(device, DRY_SIZES if args.dry_run else GPU_SIZES, args.out.resolve(),
-                  args.mnist_dir.resolve() if args.mnist_dir else None, args.dry_run, {})
+    ctx = Context(
+        device,
+        DRY_SIZES if args.dry_run else GPU_SIZES,
+        args.out.resolve(),
+        args.mnist_dir.resolve() if args.mnist_dir else None,
+        args.dry_run,
+        {},
+    )
     results: dict[str, Any] = {"machine": machine_description(device), "parts": {}}
     started = time.perf_counter()
     for name in args.parts:
@@ -385,16 +549,23 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results["parts"][name] = {"status": "ok", "result": PARTS[name](ctx)}
             except Exception as error:  # one part failing must not lose the others
-                results["parts"][name] = {"status": "failed", "error": f"{type(error).__name__}: {error}",
-                                          "traceback": traceback.format_exc()}
+                results["parts"][name] = {
+                    "status": "failed",
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc(),
+                }
             results["parts"][name]["seconds"] = time.perf_counter() - part_start
-            print(f"[gpu-check] {name}: {results['parts'][name]['status']} "
-                  f"({results['parts'][name]['seconds']:.0f} s)", flush=True)
+            print(
+                f"[gpu-check] {name}: {results['parts'][name]['status']} ({results['parts'][name]['seconds']:.0f} s)",
+                flush=True,
+            )
         write_results(args.out, results)
     print(markdown(results))
     failed = [name for name, part in results["parts"].items() if part["status"] != "ok"]
-    print(f"results: {args.out / 'results.md'}, {args.out / 'results.json'}" +
-          (f"; not ok: {', '.join(failed)}" if failed else ""))
+    print(
+        f"results: {args.out / 'results.md'}, {args.out / 'results.json'}"
+        + (f"; not ok: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

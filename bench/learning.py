@@ -36,8 +36,15 @@ def variant_config(experiment: str, variant: str, run_dir: Path, steps: int, ext
     """The training config of `variant`: the experiment, a constant learning rate over `steps`, its run dir."""
     from hydra import compose, initialize_config_module
 
-    overrides = [f"experiment={experiment}", *VARIANTS[variant], f"trainer.steps={steps}", "trainer.lr_decay_steps=0",
-                 f"run_dir={run_dir}", "final_eval=null", *extra]
+    overrides = [
+        f"experiment={experiment}",
+        *VARIANTS[variant],
+        f"trainer.steps={steps}",
+        "trainer.lr_decay_steps=0",
+        f"run_dir={run_dir}",
+        "final_eval=null",
+        *extra,
+    ]
     with initialize_config_module(config_module="configs", version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
@@ -60,8 +67,17 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, clips: int, samples: in
 
     from video_pred.evaluate import eval_defaults, evaluate
 
-    cfg = OmegaConf.merge(eval_defaults(), {"ckpt_path": str(checkpoint), "max_clips": clips, "num_samples": samples,
-                                            "metrics": ["psnr", "ssim"], "num_workers": 0, "device": device})
+    cfg = OmegaConf.merge(
+        eval_defaults(),
+        {
+            "ckpt_path": str(checkpoint),
+            "max_clips": clips,
+            "num_samples": samples,
+            "metrics": ["psnr", "ssim"],
+            "num_workers": 0,
+            "device": device,
+        },
+    )
     return evaluate(cfg, out_dir)
 
 
@@ -72,30 +88,47 @@ def last_training_scalars(run_dir: Path) -> dict[str, float]:
     return train_lines[-1] if train_lines else {}
 
 
-def record(results: dict[str, Any], variant: str, step: int, report: dict[str, Any], run_dir: Path,
-           seconds: float) -> None:
+def record(
+    results: dict[str, Any], variant: str, step: int, report: dict[str, Any], run_dir: Path, seconds: float
+) -> None:
     """Add one evaluation of `variant` at `step` to the results."""
     scalars = last_training_scalars(run_dir)
-    results["evaluations"].append({
-        "variant": variant, "step": step, "train_seconds_total": seconds,
-        "psnr": report["metrics"]["psnr"]["mean"], "psnr_ci95": report["metrics"]["psnr"]["ci95"],
-        "ssim": report["metrics"]["ssim"]["mean"], "ssim_ci95": report["metrics"]["ssim"]["ci95"],
-        "kl_y1": scalars.get("train/kl_y1"), "kl_z": scalars.get("train/kl_z"), "nll": scalars.get("train/nll"),
-    })
-    results["baselines"] = {name: {metric: scores[metric]["mean"] for metric in ("psnr", "ssim")}
-                            for name, scores in report["baselines"].items()}
+    results["evaluations"].append(
+        {
+            "variant": variant,
+            "step": step,
+            "train_seconds_total": seconds,
+            "psnr": report["metrics"]["psnr"]["mean"],
+            "psnr_ci95": report["metrics"]["psnr"]["ci95"],
+            "ssim": report["metrics"]["ssim"]["mean"],
+            "ssim_ci95": report["metrics"]["ssim"]["ci95"],
+            "kl_y1": scalars.get("train/kl_y1"),
+            "kl_z": scalars.get("train/kl_z"),
+            "nll": scalars.get("train/nll"),
+        }
+    )
+    results["baselines"] = {
+        name: {metric: scores[metric]["mean"] for metric in ("psnr", "ssim")}
+        for name, scores in report["baselines"].items()
+    }
 
 
 def markdown(results: dict[str, Any]) -> str:
     """The table: one row per (step, variant), then the baselines."""
-    lines = [f"experiment `{results['experiment']}`, {results['clips']} test clips, best of {results['samples']}",
-             "", "| step | variant | PSNR | SSIM | KL y1 | KL z | train s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"experiment `{results['experiment']}`, {results['clips']} test clips, best of {results['samples']}",
+        "",
+        "| step | variant | PSNR | SSIM | KL y1 | KL z | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for entry in sorted(results["evaluations"], key=lambda e: (e["step"], list(VARIANTS).index(e["variant"]))):
         kl_z = "-" if entry["kl_z"] is None else f"{entry['kl_z']:.1f}"
         kl_y1 = "-" if entry["kl_y1"] is None else f"{entry['kl_y1']:.1f}"
-        lines.append(f"| {entry['step']} | {entry['variant']} | {entry['psnr']:.2f} ± {entry['psnr_ci95']:.2f} | "
-                     f"{entry['ssim']:.4f} ± {entry['ssim_ci95']:.4f} | {kl_y1} | {kl_z} | "
-                     f"{entry['train_seconds_total']:.0f} |")
+        lines.append(
+            f"| {entry['step']} | {entry['variant']} | {entry['psnr']:.2f} ± {entry['psnr_ci95']:.2f} | "
+            f"{entry['ssim']:.4f} ± {entry['ssim_ci95']:.4f} | {kl_y1} | {kl_z} | "
+            f"{entry['train_seconds_total']:.0f} |"
+        )
     for name, scores in results.get("baselines", {}).items():
         lines.append(f"| - | baseline {name} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | | | |")
     return "\n".join(lines) + "\n"
@@ -145,9 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     extra.append(f"device={args.device}")
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {
-        "experiment": args.experiment, "clips": args.clips, "samples": args.samples, "overrides": extra,
-        "evaluations": []}
+    results = (
+        json.loads(results_path.read_text())
+        if results_path.exists()
+        else {
+            "experiment": args.experiment,
+            "clips": args.clips,
+            "samples": args.samples,
+            "overrides": extra,
+            "evaluations": [],
+        }
+    )
     done = {(entry["variant"], entry["step"]) for entry in results["evaluations"]}
     for stop in stops:
         for variant in args.variants:
@@ -157,14 +198,23 @@ def main(argv: list[str] | None = None) -> int:
             cfg = variant_config(args.experiment, variant, run_dir, stops[-1], extra)
             started = time.perf_counter()
             train_until(cfg, stop)
-            seconds = time.perf_counter() - started + max(
-                [e["train_seconds_total"] for e in results["evaluations"] if e["variant"] == variant], default=0.0)
-            report = evaluate_checkpoint(run_dir / "checkpoints" / "last.pt", run_dir / f"eval_{stop}", args.clips,
-                                         args.samples, args.device)
+            seconds = (
+                time.perf_counter()
+                - started
+                + max(
+                    [e["train_seconds_total"] for e in results["evaluations"] if e["variant"] == variant], default=0.0
+                )
+            )
+            report = evaluate_checkpoint(
+                run_dir / "checkpoints" / "last.pt", run_dir / f"eval_{stop}", args.clips, args.samples, args.device
+            )
             record(results, variant, stop, report, run_dir, seconds)
             save(args.out, results)
-            print(f"[learning] {variant} step {stop}: PSNR {report['metrics']['psnr']['mean']:.3f} "
-                  f"SSIM {report['metrics']['ssim']['mean']:.4f}", flush=True)
+            print(
+                f"[learning] {variant} step {stop}: PSNR {report['metrics']['psnr']['mean']:.3f} "
+                f"SSIM {report['metrics']['ssim']['mean']:.4f}",
+                flush=True,
+            )
     print(markdown(results))
     return 0
 

@@ -24,8 +24,15 @@ from bench.timing import median, synchronize
 ACTION_DIM = 1  # cartpole
 
 
-def time_decision(transition: str, device: torch.device, repeats: int, compile: bool | str,
-                  horizon: int, candidates: int, iterations: int) -> tuple[float, float]:
+def time_decision(
+    transition: str,
+    device: torch.device,
+    repeats: int,
+    compile: bool | str,
+    horizon: int,
+    candidates: int,
+    iterations: int,
+) -> tuple[float, float]:
     """Median wall and process-CPU seconds of one planning decision (after a one-iteration warm-up), with the
     rollout eager, compiled (True) or compiled in a torch.compile mode ("reduce-overhead": CUDA graphs).
 
@@ -36,8 +43,9 @@ def time_decision(transition: str, device: torch.device, repeats: int, compile: 
     world_model = cfg.world_model
     values = OmegaConf.to_container(world_model, resolve=True)
     model = build_world_model(values, ACTION_DIM).to(device).eval()
-    objective = LatentObjective(model, device=device, compile=compile)(torch.zeros(1, model.config.y_dim,
-                                                                                   device=device))
+    objective = LatentObjective(model, device=device, compile=compile)(
+        torch.zeros(1, model.config.y_dim, device=device)
+    )
     generator = torch.Generator(device).manual_seed(0)
     warm_up = CEMPlanner(ACTION_DIM, horizon, candidates, max(1, candidates // 10), iterations=1)
     warm_up.plan(objective, generator=generator, device=device)
@@ -54,19 +62,28 @@ def time_decision(transition: str, device: torch.device, repeats: int, compile: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda skipped "
-                        "when unavailable)")
+    parser.add_argument(
+        "--devices", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda skipped when unavailable)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed decisions per setting (median reported)")
-    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
-                        help="torch.compile the batched rollout (optionally in a mode, e.g. reduce-overhead)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="MODE",
+        help="torch.compile the batched rollout (optionally in a mode, e.g. reduce-overhead)",
+    )
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args()
     transitions = args.horizon * args.candidates * args.iterations
-    print(f"CEM: horizon {args.horizon}, {args.candidates} candidates, {args.iterations} iterations "
-          f"({transitions:,} transitions per decision); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, compile={args.compile}")
+    print(
+        f"CEM: horizon {args.horizon}, {args.candidates} candidates, {args.iterations} iterations "
+        f"({transitions:,} transitions per decision); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads, compile={args.compile}"
+    )
     print(f"{'device':<8} {'transition':<10} {'ms/decision':>12} {'transitions/s':>14} {'CPU s/decision':>15}")
     for name in args.devices:
         if name.startswith("cuda") and not torch.cuda.is_available():
@@ -74,10 +91,13 @@ def main() -> None:
             continue
         device = torch.device(name)
         for transition in ("residual", "gru"):
-            seconds, cpu_seconds = time_decision(transition, device, args.repeats, args.compile, args.horizon,
-                                    args.candidates, args.iterations)
-            print(f"{name:<8} {transition:<10} {1000 * seconds:>12.1f} {transitions / seconds:>14,.0f} "
-                  f"{cpu_seconds:>15.1f}")
+            seconds, cpu_seconds = time_decision(
+                transition, device, args.repeats, args.compile, args.horizon, args.candidates, args.iterations
+            )
+            print(
+                f"{name:<8} {transition:<10} {1000 * seconds:>12.1f} {transitions / seconds:>14,.0f} "
+                f"{cpu_seconds:>15.1f}"
+            )
 
 
 if __name__ == "__main__":

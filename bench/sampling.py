@@ -37,8 +37,15 @@ class SamplingTiming:
     metrics: float
 
 
-def time_sampling(setting: PaperSetting, clips: int, samples: int, sample_chunk: int | None, bf16: bool,
-                  device: torch.device, factorised: bool = True) -> SamplingTiming:
+def time_sampling(
+    setting: PaperSetting,
+    clips: int,
+    samples: int,
+    sample_chunk: int | None,
+    bf16: bool,
+    device: torch.device,
+    factorised: bool = True,
+) -> SamplingTiming:
     """Time best-of-`samples` on `clips` random clips with `setting`'s model (random weights: the work does
     not depend on them), then predict, decode and the metrics alone on the same amounts of work."""
     model_config, cond, pred = setting.model, setting.cond_frames, setting.pred_frames
@@ -52,9 +59,19 @@ def time_sampling(setting: PaperSetting, clips: int, samples: int, sample_chunk:
     precision = "bf16" if bf16 else "fp32"
     with torch.inference_mode(), autocast(device, precision):
         model.predict(context, pred, 1)  # warm-up
-        end_to_end = seconds(lambda: run_best_of_n(model, [videos], cond_frames=cond, pred_frames=pred,
-                                                   num_samples=samples, metrics=METRICS, sample_chunk=sample_chunk,
-                                                   precision=precision), device)
+        end_to_end = seconds(
+            lambda: run_best_of_n(
+                model,
+                [videos],
+                cond_frames=cond,
+                pred_frames=pred,
+                num_samples=samples,
+                metrics=METRICS,
+                sample_chunk=sample_chunk,
+                precision=precision,
+            ),
+            device,
+        )
         predict = seconds(lambda: [model.predict(context, pred, chunk) for _ in calls], device)
         states = torch.randn(clips * chunk, cond + pred, model_config.y_dim, device=device)
         content = torch.randn(clips * chunk, model_config.content_dim, device=device)
@@ -82,16 +99,22 @@ def main() -> None:
         raise SystemExit("bench.sampling: error: --device cuda but CUDA is not available")
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} clips={args.clips} samples={args.samples}")
-    print(f"{'setting':<8} {'decoder':<10} {'end-to-end s':>12} {'predict s':>10} {'decode s':>9} "
-          f"{'metrics s':>10} {'decode share':>12} {'speed-up':>8}")
+    print(
+        f"{'setting':<8} {'decoder':<10} {'end-to-end s':>12} {'predict s':>10} {'decode s':>9} "
+        f"{'metrics s':>10} {'decode share':>12} {'speed-up':>8}"
+    )
     for name in args.datasets:
         setting = paper_setting(name)
-        literal, factorised = (time_sampling(setting, args.clips, args.samples, args.sample_chunk, args.bf16, device,
-                                             factorised=mode) for mode in (False, True))
+        literal, factorised = (
+            time_sampling(setting, args.clips, args.samples, args.sample_chunk, args.bf16, device, factorised=mode)
+            for mode in (False, True)
+        )
         for label, timing in (("literal", literal), ("factorised", factorised)):
-            print(f"{name:<8} {label:<10} {timing.end_to_end:>12.2f} {timing.predict:>10.2f} {timing.decode:>9.2f} "
-                  f"{timing.metrics:>10.2f} {timing.decode / timing.end_to_end:>11.0%} "
-                  f"{literal.end_to_end / timing.end_to_end:>7.2f}x")
+            print(
+                f"{name:<8} {label:<10} {timing.end_to_end:>12.2f} {timing.predict:>10.2f} {timing.decode:>9.2f} "
+                f"{timing.metrics:>10.2f} {timing.decode / timing.end_to_end:>11.0%} "
+                f"{literal.end_to_end / timing.end_to_end:>7.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -167,8 +167,9 @@ def main() -> None:
     for name in args.datasets:
         setting = paper_setting(name)
         for batch in args.batch_sizes:
-            timings = time_variants(setting.model, setting.train_length, batch, variants, device, args.steps,
-                                    args.profile)
+            timings = time_variants(
+                setting.model, setting.train_length, batch, variants, device, args.steps, args.profile
+            )
             for options, timing in zip(variants, timings, strict=True):
                 ratio = timings[0].median / timing.median
                 rate = timing.flops / timing.median

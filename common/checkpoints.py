@@ -28,8 +28,13 @@ def save_checkpoint(
     return atomic_write(path, lambda file: torch.save(payload, file))
 
 
-def restore_training(payload: dict[str, Any], path: str | Path, model: SRVP, optimizer: torch.optim.Optimizer,
-                     scheduler: torch.optim.lr_scheduler.LambdaLR | None = None) -> None:
+def restore_training(
+    payload: dict[str, Any],
+    path: str | Path,
+    model: SRVP,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None = None,
+) -> None:
     """Load a training checkpoint's payload (read from `path` by `load_checkpoint`, on the model's device)
     into `model`, `optimizer` (and `scheduler`).
 
@@ -41,13 +46,16 @@ def restore_training(payload: dict[str, Any], path: str | Path, model: SRVP, opt
     saved = SRVPConfig.from_dict(payload["model_config"])
     if saved != model.config:
         differing = config_changes({"model": saved.to_dict()}, {"model": model.config.to_dict()})
-        raise ValueError(f"checkpoint {path} was trained with another model config ({'; '.join(differing)}): resume "
-                         "with the same model values or start a new run directory")
+        raise ValueError(
+            f"checkpoint {path} was trained with another model config ({'; '.join(differing)}): resume "
+            "with the same model values or start a new run directory"
+        )
     model.load_state_dict(payload["model"])
     if "optimizer" not in payload:
         raise ValueError(f"checkpoint {path} holds no optimiser state: it cannot resume training")
-    hyper_parameters = [{key: value for key, value in group.items() if key != "params"}
-                        for group in optimizer.param_groups]
+    hyper_parameters = [
+        {key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups
+    ]
     try:
         optimizer.load_state_dict(payload["optimizer"])
     except (ValueError, KeyError) as error:

@@ -25,9 +25,11 @@ def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any], ignore:
     included), except keys under a prefix of `ignore` (bookkeeping such as run_dir or max_steps)."""
     old, new = flatten(saved), flatten(current)
     prefixes = tuple(ignore)
-    return [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
-            for key in sorted(set(old) | set(new))
-            if old.get(key) != new.get(key) and not key.startswith(prefixes)]
+    return [
+        f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and not key.startswith(prefixes)
+    ]
 
 
 def write_run_config(run_dir: Path, config_yaml: str, resumed_step: int | None, changes: list[str]) -> Path | None:

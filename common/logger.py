@@ -56,8 +56,10 @@ class RunLogger:
     def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
         """Hyper-parameter table row: the run config flattened to dotted keys, with final metrics."""
         if self.writer is not None:
-            params = {key: value if isinstance(value, int | float | str | bool) else str(value)
-                      for key, value in flatten(config).items()}
+            params = {
+                key: value if isinstance(value, int | float | str | bool) else str(value)
+                for key, value in flatten(config).items()
+            }
             self.writer.add_hparams(params, {f"hparams/{k}": v for k, v in metrics.items()}, run_name="hparams")
 
     def close(self) -> None:

@@ -23,8 +23,9 @@ def build_model(config: SRVPConfig, device: torch.device, channels_last: bool) -
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def build_optimizer(optimizer: Mapping[str, Any], model: torch.nn.Module, device: torch.device,
-                    fused: bool) -> torch.optim.Optimizer:
+def build_optimizer(
+    optimizer: Mapping[str, Any], model: torch.nn.Module, device: torch.device, fused: bool
+) -> torch.optim.Optimizer:
     """The optimiser of config node `optimizer` (a hydra `_target_` with `_partial_: true`) on the model's
     parameters; with `fused`, the single-kernel update on CUDA (`fused=True`) and the multi-tensor one
     elsewhere (`foreach=True`): the same numerics in fewer kernels."""

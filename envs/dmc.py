@@ -155,9 +155,7 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             raise RuntimeError(f"{self.task_name}: call reset() before step() (episode not started or over)")
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape:
-            raise ValueError(
-                f"{self.task_name}: action shape {action.shape} != expected {self.action_space.shape}"
-            )
+            raise ValueError(f"{self.task_name}: action shape {action.shape} != expected {self.action_space.shape}")
         control = scale_action(action, self._action_low, self._action_high)
         reward = 0.0
         for _ in range(self.action_repeat):
@@ -246,11 +244,9 @@ def make_vector_env(
     if seed is not None:
         _task_seed(seed + num_envs - 1)
     env_fns = [
-        partial(make_env, task, seed=None if seed is None else seed + index, **env_kwargs)
-        for index in range(num_envs)
+        partial(make_env, task, seed=None if seed is None else seed + index, **env_kwargs) for index in range(num_envs)
     ]
     vector_env = vector_classes[vectorization_mode](env_fns)
     if seed is not None:
         vector_env.action_space.seed(seed)
     return vector_env
-

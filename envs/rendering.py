@@ -41,9 +41,7 @@ def probe_gl_backend(libraries: Mapping[str, Sequence[str]] = GL_LIBRARIES) -> s
         if any(_loads(library) for library in candidates):
             return backend
     tried = ", ".join(library for candidates in libraries.values() for library in candidates)
-    packages = " or ".join(
-        f"{DEBIAN_PACKAGES.get(backend, backend)} ({backend})" for backend in libraries
-    )
+    packages = " or ".join(f"{DEBIAN_PACKAGES.get(backend, backend)} ({backend})" for backend in libraries)
     raise RuntimeError(
         f"headless MuJoCo rendering needs EGL or OSMesa but none of {tried} can be loaded: install the "
         f"Debian packages {packages}, or set MUJOCO_GL yourself"

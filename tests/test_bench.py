@@ -43,7 +43,11 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(out), "--mnist-dir", str(mnist)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -67,8 +71,15 @@ def test_gpu_check_names_missing_packages(tmp_path):
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
-    result = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(tmp_path / "o")],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(tmp_path / "o")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("bench.gpu_check: error: missing Python packages: "
-                                                              "hydra-core")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("bench.gpu_check: error: missing Python packages: hydra-core")
+    )

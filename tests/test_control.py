@@ -25,8 +25,14 @@ def srvp_control(run_dir: Path, *overrides: str) -> None:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "agents.train"]
     # One thread in every run so that results do not depend on how many threads summed a product.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    result = subprocess.run([*command, *TINY, f"run_dir={run_dir}", *overrides], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*command, *TINY, f"run_dir={run_dir}", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 

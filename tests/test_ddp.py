@@ -53,7 +53,10 @@ def terminated_at(batches: Iterator[torch.Tensor], draw: int) -> Iterator[torch.
 
 def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_rank1_at: int | None) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
         WORLD_SIZE=str(WORLD_SIZE),
     )
     torch.set_num_threads(1)
@@ -62,8 +65,14 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
     with initialize_config_module(config_module="configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=["debug=tiny", f"trainer.max_steps={max_steps}", "trainer.video_every=1000",
-                       "logger.enabled=false", f"run_dir={run_dir}", f"trainer.batch_size={GLOBAL_BATCH}"],
+            overrides=[
+                "debug=tiny",
+                f"trainer.max_steps={max_steps}",
+                "trainer.video_every=1000",
+                "logger.enabled=false",
+                f"run_dir={run_dir}",
+                f"trainer.batch_size={GLOBAL_BATCH}",
+            ],
         )
     # Each rank builds different weights: DistributedDataParallel must broadcast rank 0's.
     seed_everything(100 + rank)
@@ -75,7 +84,12 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
     if resume_from is not None:
         trainer.load(resume_from)
     batches = training_loader(
-        IndexedClips(), per_rank_batch(GLOBAL_BATCH, WORLD_SIZE), trainer.step, 0, seed=0, rank=rank,
+        IndexedClips(),
+        per_rank_batch(GLOBAL_BATCH, WORLD_SIZE),
+        trainer.step,
+        0,
+        seed=0,
+        rank=rank,
         world_size=WORLD_SIZE,
     )
     if sigterm_rank1_at is not None and rank == 1:

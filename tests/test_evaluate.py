@@ -44,12 +44,35 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("eval")
     videos = [NoiseVideo(f"v{index}", "test", f"video {index}") for index in range(2)]
     videos.append(NoiseVideo("v9", "train", "train video"))
-    prepare_videos("kth", videos, root / "kth", channels=1, seed=0,
-                   test_clip_length=COND_FRAMES + PRED_FRAMES, test_clip_count=TEST_CLIPS)
-    config = SRVPConfig(filters=4, code_dim=8, y_dim=3, z_dim=3, content_dim=8, inf_hidden=8, fwd_hidden=8,
-                        lstm_hidden=8, y1_frames=2, content_frames=2, dt=0.5)
-    dataset = {"name": "kth", "root": str(root / "moved"), "cond_frames": COND_FRAMES,
-               "pred_frames": PRED_FRAMES, "train_length": 5}
+    prepare_videos(
+        "kth",
+        videos,
+        root / "kth",
+        channels=1,
+        seed=0,
+        test_clip_length=COND_FRAMES + PRED_FRAMES,
+        test_clip_count=TEST_CLIPS,
+    )
+    config = SRVPConfig(
+        filters=4,
+        code_dim=8,
+        y_dim=3,
+        z_dim=3,
+        content_dim=8,
+        inf_hidden=8,
+        fwd_hidden=8,
+        lstm_hidden=8,
+        y1_frames=2,
+        content_frames=2,
+        dt=0.5,
+    )
+    dataset = {
+        "name": "kth",
+        "root": str(root / "moved"),
+        "cond_frames": COND_FRAMES,
+        "pred_frames": PRED_FRAMES,
+        "train_length": 5,
+    }
     run_config = {"model": config.to_dict(), "dataset": dataset}
     save_checkpoint(root / "tiny.pt", SRVP(config), step=7, config=run_config)
     trunk = {f"features.{key}": value for key, value in alexnet_features().state_dict().items()}
@@ -121,10 +144,14 @@ def test_build_metrics_without_lpips_weights_names_every_way_out(tmp_path, monke
 
 def test_results_table_compares_with_the_best_baseline():
     report = {
-        "metrics": {"psnr": {"mean": 20.0, "ci95": 0.5, "higher_is_better": True},
-                    "lpips": {"mean": 0.30, "ci95": 0.01, "higher_is_better": False}},
-        "baselines": {"black": {"psnr": {"mean": 18.0}, "lpips": {"mean": 0.25}},
-                      "mean_frame": {"psnr": {"mean": 19.5}, "lpips": {"mean": 0.40}}},
+        "metrics": {
+            "psnr": {"mean": 20.0, "ci95": 0.5, "higher_is_better": True},
+            "lpips": {"mean": 0.30, "ci95": 0.01, "higher_is_better": False},
+        },
+        "baselines": {
+            "black": {"psnr": {"mean": 18.0}, "lpips": {"mean": 0.25}},
+            "mean_frame": {"psnr": {"mean": 19.5}, "lpips": {"mean": 0.40}},
+        },
         "fvd": None,
     }
     lines = evaluate.results_table(report).splitlines()
@@ -133,15 +160,24 @@ def test_results_table_compares_with_the_best_baseline():
     assert lines[2].endswith("BELOW black by 0.05")  # lower LPIPS is better: black's 0.25 wins
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("ckpt_path={root}/missing.pt", "srvp-eval: error: checkpoint not found: "),
-    ("ckpt_path={root}/tiny.pt", "srvp-eval: error: prepared dataset folder {root}/moved does not exist"),
-    ("dt=2/0", "srvp-eval: error: dt='2/0': expected a number"),
-], ids=["missing-checkpoint", "moved-dataset", "bad-dt"])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ckpt_path={root}/missing.pt", "srvp-eval: error: checkpoint not found: "),
+        ("ckpt_path={root}/tiny.pt", "srvp-eval: error: prepared dataset folder {root}/moved does not exist"),
+        ("dt=2/0", "srvp-eval: error: dt='2/0': expected a number"),
+    ],
+    ids=["missing-checkpoint", "moved-dataset", "bad-dt"],
+)
 def test_user_errors_end_in_one_line(eval_inputs, monkeypatch, override, message):
     root = eval_inputs["root"]
-    arguments = [f"ckpt_path={root}/tiny.pt", override.format(root=root), "metrics=[psnr]", "device=cpu",
-                 f"hydra.run.dir={root}/run_error"]
+    arguments = [
+        f"ckpt_path={root}/tiny.pt",
+        override.format(root=root),
+        "metrics=[psnr]",
+        "device=cpu",
+        f"hydra.run.dir={root}/run_error",
+    ]
     monkeypatch.setattr(sys, "argv", ["srvp-eval", *arguments])
     try:
         with pytest.raises(SystemExit) as exit_info:
@@ -156,9 +192,18 @@ def test_user_errors_end_in_one_line(eval_inputs, monkeypatch, override, message
 def test_end_to_end_writes_sane_results(eval_inputs):
     out_dir = eval_inputs["root"] / "results"
     done = srvp_eval(
-        f"ckpt_path={eval_inputs['ckpt']}", f"dataset.root={eval_inputs['data']}", f"out_dir={out_dir}",
-        "num_samples=3", "sample_chunk=2", "batch_size=2", "max_clips=3", "num_workers=0", "device=cpu",
-        f"lpips_trunk={eval_inputs['trunk']}", "dt=1/4", cwd=eval_inputs["root"],
+        f"ckpt_path={eval_inputs['ckpt']}",
+        f"dataset.root={eval_inputs['data']}",
+        f"out_dir={out_dir}",
+        "num_samples=3",
+        "sample_chunk=2",
+        "batch_size=2",
+        "max_clips=3",
+        "num_workers=0",
+        "device=cpu",
+        f"lpips_trunk={eval_inputs['trunk']}",
+        "dt=1/4",
+        cwd=eval_inputs["root"],
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "psnr" in done.stdout and str(out_dir / "eval.json") in done.stdout
@@ -184,9 +229,16 @@ def test_end_to_end_writes_sane_results(eval_inputs):
     baselines = report["baselines"]
     assert set(baselines) == {"black", "last_frame", "mean_frame"}
     assert all(set(scores) == {"psnr", "ssim", "lpips"} for scores in baselines.values())
-    clips = torch.stack([PreparedVideos(eval_inputs["data"], "test", COND_FRAMES + PRED_FRAMES,
-                                        fixed_clips=True)[index] for index in range(3)]).float() / 255
-    last = clips[:, COND_FRAMES - 1:COND_FRAMES].expand(-1, PRED_FRAMES, -1, -1, -1)
+    clips = (
+        torch.stack(
+            [
+                PreparedVideos(eval_inputs["data"], "test", COND_FRAMES + PRED_FRAMES, fixed_clips=True)[index]
+                for index in range(3)
+            ]
+        ).float()
+        / 255
+    )
+    last = clips[:, COND_FRAMES - 1 : COND_FRAMES].expand(-1, PRED_FRAMES, -1, -1, -1)
     expected = frames.psnr(last, clips[:, COND_FRAMES:]).mean(dim=1).mean().item()
     assert baselines["last_frame"]["psnr"]["mean"] == pytest.approx(expected, rel=1e-5)
     assert len(baselines["black"]["ssim"]["curve"]) == PRED_FRAMES
@@ -198,9 +250,17 @@ def test_end_to_end_writes_sane_results(eval_inputs):
 def test_multirun_over_dt(eval_inputs):
     sweep_dir = eval_inputs["root"] / "sweep"
     done = srvp_eval(
-        "-m", f"ckpt_path={eval_inputs['ckpt']}", f"dataset.root={eval_inputs['data']}", "metrics=[psnr]",
-        "num_samples=2", "max_clips=2", "num_workers=0", "device=cpu", "dt=1,1/3",
-        f"hydra.sweep.dir={sweep_dir}", cwd=eval_inputs["root"],
+        "-m",
+        f"ckpt_path={eval_inputs['ckpt']}",
+        f"dataset.root={eval_inputs['data']}",
+        "metrics=[psnr]",
+        "num_samples=2",
+        "max_clips=2",
+        "num_workers=0",
+        "device=cpu",
+        "dt=1,1/3",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=eval_inputs["root"],
     )
     assert done.returncode == 0, done.stderr[-2000:]
     steps = [json.loads((sweep_dir / str(job) / "eval.json").read_text())["dt"] for job in range(2)]
@@ -212,8 +272,14 @@ def test_multirun_over_dt(eval_inputs):
 def test_end_to_end_on_gpu_with_fvd(eval_inputs):
     out_dir = eval_inputs["root"] / "gpu"
     done = srvp_eval(
-        f"ckpt_path={eval_inputs['ckpt']}", f"dataset.root={eval_inputs['data']}", f"out_dir={out_dir}",
-        "metrics=[psnr,ssim]", "num_samples=4", "fvd=true", "fvd_draws=2", "device=cuda",
+        f"ckpt_path={eval_inputs['ckpt']}",
+        f"dataset.root={eval_inputs['data']}",
+        f"out_dir={out_dir}",
+        "metrics=[psnr,ssim]",
+        "num_samples=4",
+        "fvd=true",
+        "fvd_draws=2",
+        "device=cuda",
         cwd=eval_inputs["root"],
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -27,8 +27,18 @@ from video_pred.figures import (
 from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP
 
-TINY = {"filters": 4, "code_dim": 16, "y_dim": 4, "z_dim": 3, "content_dim": 16, "inf_hidden": 16,
-        "fwd_hidden": 16, "lstm_hidden": 16, "y1_frames": 2, "content_frames": 2}
+TINY = {
+    "filters": 4,
+    "code_dim": 16,
+    "y_dim": 4,
+    "z_dim": 3,
+    "content_dim": 16,
+    "inf_hidden": 16,
+    "fwd_hidden": 16,
+    "lstm_hidden": 16,
+    "y1_frames": 2,
+    "content_frames": 2,
+}
 COND = 4
 """Conditioning frames: y_1 comes from frames 0-1, the content (w, skips) from frames 2-3."""
 BORDERED = 64 + 4
@@ -44,7 +54,7 @@ def tiny_model(**overrides: object) -> SRVP:
         for module in model.modules():
             if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.normal_(module.weight, 0.0, 1.5 / module.weight[0].numel() ** 0.5)
-        model.prior[-1].bias[model.config.z_dim:] = 1.0  # prior std ~1.3: the noise matters
+        model.prior[-1].bias[model.config.z_dim :] = 1.0  # prior std ~1.3: the noise matters
     return model
 
 
@@ -57,7 +67,7 @@ def squares(batch: int, length: int, seed: int) -> torch.Tensor:
     for clip in range(batch):
         for step in range(length):
             row, col = (start[clip] + velocity[clip] * step) % 50
-            clips[clip, step, :, row: row + 12, col: col + 12] = 1.0
+            clips[clip, step, :, row : row + 12, col : col + 12] = 1.0
     return clips
 
 
@@ -157,10 +167,12 @@ class SquareVideo(RawVideo):
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint whose dataset section is a prepared 'kth' layout without its root, the prepared root)."""
     folder = tmp_path_factory.mktemp("figures")
-    videos = [SquareVideo(video_id=f"{split}{i}", split=split, source=f"{split}{i}", seed=i)
-              for split in ("train", "test") for i in range(3)]
-    prepare_videos("kth", videos, folder / "kth", channels=1, seed=0, test_clip_length=COND + 3,
-                   test_clip_count=4)
+    videos = [
+        SquareVideo(video_id=f"{split}{i}", split=split, source=f"{split}{i}", seed=i)
+        for split in ("train", "test")
+        for i in range(3)
+    ]
+    prepare_videos("kth", videos, folder / "kth", channels=1, seed=0, test_clip_length=COND + 3, test_clip_count=4)
     dataset = {"name": "kth", "root": None, "cond_frames": COND, "pred_frames": 3}
     path = save_checkpoint(folder / "model.pt", tiny_model(), step=1, config={"dataset": dataset})
     return path, folder / "kth"
@@ -173,18 +185,31 @@ def compose_figures(overrides: list[str]):
 
 @pytest.mark.parametrize(
     ("figure", "clips", "grids"),
-    [("upsample", "[2]", {"upsample_clip2_x1.png": (1, 7), "upsample_clip2_x2.png": (1, 13)}),
-     ("dt_sweep", "[0,3]", {"dt_sweep_clip0.png": (4, 7), "dt_sweep_clip3.png": (4, 7)}),
-     ("content_swap", "[0,1,1,0]", {"content_swap_clips0-1.png": (3, 7),
-                                    "content_swap_clips1-0.png": (3, 7)}),
-     ("interpolate", "[0,1]", {"interpolate_clips0-1.png": (5, 7)})],
+    [
+        ("upsample", "[2]", {"upsample_clip2_x1.png": (1, 7), "upsample_clip2_x2.png": (1, 13)}),
+        ("dt_sweep", "[0,3]", {"dt_sweep_clip0.png": (4, 7), "dt_sweep_clip3.png": (4, 7)}),
+        ("content_swap", "[0,1,1,0]", {"content_swap_clips0-1.png": (3, 7), "content_swap_clips1-0.png": (3, 7)}),
+        ("interpolate", "[0,1]", {"interpolate_clips0-1.png": (5, 7)}),
+    ],
 )
-def test_make_figures_writes_grids_and_videos(checkpoint: tuple[Path, Path], tmp_path: Path, figure: str,
-                                              clips: str, grids: dict) -> None:
+def test_make_figures_writes_grids_and_videos(
+    checkpoint: tuple[Path, Path], tmp_path: Path, figure: str, clips: str, grids: dict
+) -> None:
     ckpt, root = checkpoint
-    cfg = compose_figures([f"ckpt_path={ckpt}", f"figure={figure}", f"clips={clips}", f"out_dir={tmp_path}",
-                           f"dataset.root={root}", "device=cpu", "upsample_rates=[1,2]", "dt_sweep=[1,2,3]",
-                           "interpolation.steps=3", "formats=[gif]"])
+    cfg = compose_figures(
+        [
+            f"ckpt_path={ckpt}",
+            f"figure={figure}",
+            f"clips={clips}",
+            f"out_dir={tmp_path}",
+            f"dataset.root={root}",
+            "device=cpu",
+            "upsample_rates=[1,2]",
+            "dt_sweep=[1,2,3]",
+            "interpolation.steps=3",
+            "formats=[gif]",
+        ]
+    )
     paths = make_figures(cfg)
     assert sorted(path.name for path in paths) == sorted(
         [name for name in grids] + [name.replace(".png", ".gif") for name in grids]
@@ -212,16 +237,28 @@ def test_make_figures_errors_name_the_culprit(checkpoint: tuple[Path, Path], tmp
 
 
 def test_cli_prints_the_written_paths(
-    checkpoint: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    checkpoint: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
     ckpt, root = checkpoint
-    arguments = ["srvp-figures", f"ckpt_path={ckpt}", "figure=content_swap", "clips=[0,1]",
-                 f"out_dir={tmp_path}", f"dataset.root={root}", "device=cpu", "formats=[mp4]"]
+    arguments = [
+        "srvp-figures",
+        f"ckpt_path={ckpt}",
+        "figure=content_swap",
+        "clips=[0,1]",
+        f"out_dir={tmp_path}",
+        f"dataset.root={root}",
+        "device=cpu",
+        "formats=[mp4]",
+    ]
     monkeypatch.setattr(sys, "argv", arguments)
     main()
-    assert capsys.readouterr().out.split() == [str(tmp_path / "content_swap_clips0-1.png"),
-                                               str(tmp_path / "content_swap_clips0-1.mp4")]
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / "content_swap_clips0-1.png"),
+        str(tmp_path / "content_swap_clips0-1.mp4"),
+    ]
     assert iio.imread(tmp_path / "content_swap_clips0-1.mp4", plugin="pyav").shape[0] == COND + 3
     monkeypatch.setattr(sys, "argv", [*arguments, f"ckpt_path={tmp_path / 'absent.pt'}"])
     with pytest.raises(SystemExit) as exit_info:

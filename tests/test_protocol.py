@@ -35,7 +35,7 @@ class ScriptedFutures(nn.Module):
         self.calls: list[int] = []
 
     def predict(self, cond_frames, horizon, num_samples, dt=None):
-        chunk = self.futures[:, self.next_sample:self.next_sample + num_samples, :horizon]
+        chunk = self.futures[:, self.next_sample : self.next_sample + num_samples, :horizon]
         self.next_sample += num_samples
         self.calls.append(num_samples)
         reconstructions = cond_frames[:, None].expand(-1, num_samples, -1, -1, -1, -1)
@@ -90,8 +90,15 @@ def test_run_selects_each_metric_separately_in_chunks(sample_chunk):
     futures = constant_videos(LEVELS)
     clips = torch.zeros(2, 2 + 3, 1, 16, 16, dtype=torch.uint8)
     model = ScriptedFutures(futures)
-    result = run_best_of_n(model, [clips], cond_frames=2, pred_frames=3, num_samples=3,
-                           metrics=[BRIGHTNESS, DARKNESS], sample_chunk=sample_chunk)
+    result = run_best_of_n(
+        model,
+        [clips],
+        cond_frames=2,
+        pred_frames=3,
+        num_samples=3,
+        metrics=[BRIGHTNESS, DARKNESS],
+        sample_chunk=sample_chunk,
+    )
     expected_calls = {None: [3], 1: [1, 1, 1], 2: [2, 1]}[sample_chunk]
     assert model.calls == expected_calls
     assert result.num_clips == 2
@@ -114,16 +121,32 @@ def test_run_over_batches_with_fvd_features():
 
     model = ScriptedFutures(futures)
     model.predict = _per_batch(futures)
-    result = run_best_of_n(model, [clips[:2], clips[2:]], cond_frames=2, pred_frames=4, num_samples=3,
-                           metrics=[BRIGHTNESS], video_features=video_features, fvd_draws=2)
+    result = run_best_of_n(
+        model,
+        [clips[:2], clips[2:]],
+        cond_frames=2,
+        pred_frames=4,
+        num_samples=3,
+        metrics=[BRIGHTNESS],
+        video_features=video_features,
+        fvd_draws=2,
+    )
     assert result.num_clips == 4
     assert set(seen_lengths) == {6}  # conditioning + future, for real and fake videos
     assert len(seen_lengths) == 2 * (1 + 2)  # per batch: the real videos and the two draws
     mean, ci95 = result.fvd
     assert mean > 0 and ci95 >= 0
     with pytest.raises(ValueError, match="fvd_draws"):
-        run_best_of_n(model, [clips], cond_frames=2, pred_frames=4, num_samples=3, metrics=[BRIGHTNESS],
-                      video_features=video_features, fvd_draws=4)
+        run_best_of_n(
+            model,
+            [clips],
+            cond_frames=2,
+            pred_frames=4,
+            num_samples=3,
+            metrics=[BRIGHTNESS],
+            video_features=video_features,
+            fvd_draws=4,
+        )
 
 
 def _per_batch(futures):
@@ -132,7 +155,7 @@ def _per_batch(futures):
 
     def predict(cond_frames, horizon, num_samples, dt=None):
         batch = cond_frames.shape[0]
-        chunk = futures[seen[0]:seen[0] + batch, :num_samples, :horizon]
+        chunk = futures[seen[0] : seen[0] + batch, :num_samples, :horizon]
         seen[0] += batch
         return torch.cat([cond_frames[:, None].expand(-1, num_samples, -1, -1, -1, -1), chunk], dim=2)
 
@@ -140,13 +163,33 @@ def _per_batch(futures):
 
 
 def test_run_with_tiny_srvp_and_frame_metrics():
-    config = SRVPConfig(filters=4, code_dim=8, y_dim=3, z_dim=3, content_dim=8, inf_hidden=8, fwd_hidden=8,
-                        lstm_hidden=8, y1_frames=2, content_frames=2, dt=0.5)
+    config = SRVPConfig(
+        filters=4,
+        code_dim=8,
+        y_dim=3,
+        z_dim=3,
+        content_dim=8,
+        inf_hidden=8,
+        fwd_hidden=8,
+        lstm_hidden=8,
+        y1_frames=2,
+        content_frames=2,
+        dt=0.5,
+    )
     model = SRVP(config).eval()
     clips = (torch.rand(3, 5, 1, 64, 64) * 255).to(torch.uint8)
     metrics = [FrameMetric("psnr", frames.psnr, True), FrameMetric("ssim", frames.ssim, True)]
-    result = run_best_of_n(model, [clips[:2], clips[2:]], cond_frames=2, pred_frames=3, num_samples=4,
-                           metrics=metrics, dt=1 / 3, sample_chunk=3, precision="bf16")
+    result = run_best_of_n(
+        model,
+        [clips[:2], clips[2:]],
+        cond_frames=2,
+        pred_frames=3,
+        num_samples=4,
+        metrics=metrics,
+        dt=1 / 3,
+        sample_chunk=3,
+        precision="bf16",
+    )
     assert result.num_clips == 3
     assert result.metrics["psnr"].mean > 0 and len(result.metrics["psnr"].curve) == 3
     assert -1 <= result.metrics["ssim"].mean <= 1
@@ -163,8 +206,15 @@ def test_run_scores_model_free_baselines_on_the_same_clips():
     clips[:, 0], clips[:, 1] = 40, 200
     model = ScriptedFutures(constant_videos(LEVELS))
     mean_frame = torch.full((1, 16, 16), 0.3)
-    result = run_best_of_n(model, [clips], cond_frames=2, pred_frames=3, num_samples=3,
-                           metrics=[BRIGHTNESS, DARKNESS], mean_frame=mean_frame)
+    result = run_best_of_n(
+        model,
+        [clips],
+        cond_frames=2,
+        pred_frames=3,
+        num_samples=3,
+        metrics=[BRIGHTNESS, DARKNESS],
+        mean_frame=mean_frame,
+    )
     assert set(result.baselines) == {"black", "last_frame", "mean_frame"}
     expected = {"black": 0.0, "last_frame": 200 / 255, "mean_frame": 0.3}
     for baseline, level in expected.items():
@@ -173,8 +223,14 @@ def test_run_scores_model_free_baselines_on_the_same_clips():
             assert summary.mean == pytest.approx(level) and summary.curve == pytest.approx([level] * 3)
     # The model's own results are unchanged by the baselines.
     assert result.metrics["brightness"].mean == pytest.approx((0.5 + 0.7) / 2)
-    without = run_best_of_n(ScriptedFutures(constant_videos(LEVELS)), [clips], cond_frames=2, pred_frames=3,
-                            num_samples=3, metrics=[BRIGHTNESS])
+    without = run_best_of_n(
+        ScriptedFutures(constant_videos(LEVELS)),
+        [clips],
+        cond_frames=2,
+        pred_frames=3,
+        num_samples=3,
+        metrics=[BRIGHTNESS],
+    )
     assert without.baselines == {}
 
 
@@ -199,6 +255,13 @@ def test_selection_on_conditioning_and_predicted_frames(with_conditioning, expec
     # frames are what is reported.
     clips = constant_videos([[[0.9, 0.9, 0.2, 0.2, 0.2], [0.1, 0.1, 0.5, 0.5, 0.5]]])
     truth = torch.zeros(1, 5, 1, 16, 16, dtype=torch.uint8)
-    result = run_best_of_n(WholeClipFutures(clips), [truth], cond_frames=2, pred_frames=3, num_samples=2,
-                           metrics=[BRIGHTNESS], select_with_conditioning=with_conditioning)
+    result = run_best_of_n(
+        WholeClipFutures(clips),
+        [truth],
+        cond_frames=2,
+        pred_frames=3,
+        num_samples=2,
+        metrics=[BRIGHTNESS],
+        select_with_conditioning=with_conditioning,
+    )
     assert result.metrics["brightness"].curve == pytest.approx([expected] * 3)

@@ -244,9 +244,13 @@ def write_official_test_file(path, num_clips: int, length: int) -> np.ndarray:
     latents (T, N, digits, 4), labels and digit images; returns the sequences."""
     rng = np.random.default_rng(0)
     sequences = rng.integers(0, 256, (length, num_clips, 64, 64), dtype=np.uint8)
-    np.savez_compressed(path, sequences=sequences, latents=rng.normal(size=(length, num_clips, 2, 4)),
-                        labels=rng.integers(0, 10, (num_clips, 2), dtype=np.uint8),
-                        digits=rng.integers(0, 256, (num_clips, 2, 28, 28), dtype=np.uint8))
+    np.savez_compressed(
+        path,
+        sequences=sequences,
+        latents=rng.normal(size=(length, num_clips, 2, 4)),
+        labels=rng.integers(0, 10, (num_clips, 2), dtype=np.uint8),
+        digits=rng.integers(0, 256, (num_clips, 2, 28, 28), dtype=np.uint8),
+    )
     return sequences
 
 
@@ -262,13 +266,16 @@ def test_official_test_file_is_read_as_our_test_split(tmp_path):
         assert torch.equal(clip[:, 0], torch.from_numpy(sequences[:25, index]))
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "no such file"),
-    (b"not a zip", "not a readable npz"),
-    ({"videos": np.zeros((30, 2, 64, 64), np.uint8)}, "no 'sequences' array"),
-    ({"sequences": np.zeros((30, 2, 64, 64), np.float32)}, "'sequences' must be uint8 \\(T, N, 64, 64\\)"),
-    ({"sequences": np.zeros((10, 2, 64, 64), np.uint8)}, "clips of 10 frames, 25 needed"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"not a zip", "not a readable npz"),
+        ({"videos": np.zeros((30, 2, 64, 64), np.uint8)}, "no 'sequences' array"),
+        ({"sequences": np.zeros((30, 2, 64, 64), np.float32)}, "'sequences' must be uint8 \\(T, N, 64, 64\\)"),
+        ({"sequences": np.zeros((10, 2, 64, 64), np.uint8)}, "clips of 10 frames, 25 needed"),
+    ],
+)
 def test_bad_official_test_files_are_named(tmp_path, content, message):
     path = tmp_path / "test.npz"
     if isinstance(content, bytes):

@@ -26,9 +26,17 @@ def mnist_dir(tmp_path_factory) -> Path:
 
 def train_command(run_dir: Path, mnist_dir: Path, *overrides: str) -> list[str]:
     return [
-        sys.executable, "-m", "video_pred.train", "debug=tiny", f"hydra.run.dir={run_dir}",
-        f"dataset.mnist_dir={mnist_dir}", "dataset.verify_md5=false", f"dataset.cache_dir={run_dir.parent / 'cache'}",
-        "trainer.log_every=1", "device=cpu", *overrides,
+        sys.executable,
+        "-m",
+        "video_pred.train",
+        "debug=tiny",
+        f"hydra.run.dir={run_dir}",
+        f"dataset.mnist_dir={mnist_dir}",
+        "dataset.verify_md5=false",
+        f"dataset.cache_dir={run_dir.parent / 'cache'}",
+        "trainer.log_every=1",
+        "device=cpu",
+        *overrides,
     ]
 
 
@@ -74,18 +82,46 @@ def test_trained_checkpoint_evaluates_and_draws_figures(tmp_path, trained_run):
     checkpoint = trained_run[0] / "checkpoints" / "last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     evaluation = subprocess.run(
-        [sys.executable, "-m", "video_pred.evaluate", f"ckpt_path={checkpoint}", f"out_dir={tmp_path / 'eval'}",
-         "metrics=[psnr,ssim]", "num_samples=3", "max_clips=4", "batch_size=2", "num_workers=0", "device=cpu"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "video_pred.evaluate",
+            f"ckpt_path={checkpoint}",
+            f"out_dir={tmp_path / 'eval'}",
+            "metrics=[psnr,ssim]",
+            "num_samples=3",
+            "max_clips=4",
+            "batch_size=2",
+            "num_workers=0",
+            "device=cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["num_clips"] == 4 and report["num_samples"] == 3
     assert report["metrics"]["psnr"]["mean"] > 0 and -1 <= report["metrics"]["ssim"]["mean"] <= 1
     figures = subprocess.run(
-        [sys.executable, "-m", "video_pred.figures", f"ckpt_path={checkpoint}", "figure=content_swap",
-         "clips=[0,1]", f"out_dir={tmp_path / 'figures'}", "formats=[gif]", "device=cpu"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "video_pred.figures",
+            f"ckpt_path={checkpoint}",
+            "figure=content_swap",
+            "clips=[0,1]",
+            f"out_dir={tmp_path / 'figures'}",
+            "formats=[gif]",
+            "device=cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert figures.returncode == 0, figures.stderr[-3000:]
     written = [Path(line) for line in figures.stdout.split() if line.endswith((".png", ".gif"))]
@@ -99,8 +135,11 @@ def test_resume_after_kill_gives_the_same_losses(tmp_path, mnist_dir):
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        train_command(killed, mnist_dir, "trainer.ckpt_every=3"), cwd=REPO, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        train_command(killed, mnist_dir, "trainer.ckpt_every=3"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     checkpoint = killed / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 240
@@ -125,8 +164,12 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnis
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        train_command(run_dir, mnist_dir, "trainer.ckpt_every=100"), cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        train_command(run_dir, mnist_dir, "trainer.ckpt_every=100"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 240

@@ -68,8 +68,16 @@ def test_prepared_dataset_trains_through_srvp_train(tmp_path, name):
     with initialize_config_module(config_module="configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=[f"dataset={name}", f"dataset.root={root}", "debug=tiny", f"run_dir={run_dir}", "device=cpu",
-                       "trainer.max_steps=4", "model.filters=4", *overrides],
+            overrides=[
+                f"dataset={name}",
+                f"dataset.root={root}",
+                "debug=tiny",
+                f"run_dir={run_dir}",
+                "device=cpu",
+                "trainer.max_steps=4",
+                "model.filters=4",
+                *overrides,
+            ],
         )
     GlobalHydra.instance().clear()
     train(cfg)

@@ -14,8 +14,19 @@ from agents.world_model import (
     reward_targets,
 )
 
-TINY = dict(channels=3, filters=4, code_dim=8, y_dim=4, z_dim=3, content_dim=8, inf_hidden=16, fwd_hidden=16,
-            lstm_hidden=8, y1_frames=2, content_frames=2)
+TINY = dict(
+    channels=3,
+    filters=4,
+    code_dim=8,
+    y_dim=4,
+    z_dim=3,
+    content_dim=8,
+    inf_hidden=16,
+    fwd_hidden=16,
+    lstm_hidden=8,
+    y1_frames=2,
+    content_frames=2,
+)
 ACTION_DIM = 2
 
 
@@ -61,11 +72,17 @@ def test_prior_samples_differ_between_candidates_and_follow_the_generator(model)
     assert first.unique().numel() > 1  # same actions, different z samples
 
 
-@pytest.mark.parametrize("planner", [CEMPlanner(ACTION_DIM, horizon=4, candidates=32, top_k=4, iterations=3),
-                                     MPPIPlanner(ACTION_DIM, horizon=4, candidates=32, iterations=3)])
+@pytest.mark.parametrize(
+    "planner",
+    [
+        CEMPlanner(ACTION_DIM, horizon=4, candidates=32, top_k=4, iterations=3),
+        MPPIPlanner(ACTION_DIM, horizon=4, candidates=32, iterations=3),
+    ],
+)
 def test_planner_with_untrained_model_on_cpu(model, planner):
-    plan = planner.plan(LatentObjective(model)(torch.randn(3, TINY["y_dim"])), batch_size=3,
-                        generator=torch.Generator().manual_seed(0))
+    plan = planner.plan(
+        LatentObjective(model)(torch.randn(3, TINY["y_dim"])), batch_size=3, generator=torch.Generator().manual_seed(0)
+    )
     assert plan.shape == (3, 4, ACTION_DIM)
     assert plan.isfinite().all() and plan.abs().max() <= 1
 
@@ -92,7 +109,8 @@ def test_cem_finds_the_best_plan_of_a_hand_set_model():
     best = torch.tensor([1.0, -1.0]).expand(1, 1, horizon, ACTION_DIM)
     assert objective(best).item() == pytest.approx(2 * horizon * (horizon + 1) / 2)
     plan = CEMPlanner(ACTION_DIM, horizon=horizon, candidates=200, top_k=20, iterations=8).plan(
-        objective, generator=torch.Generator().manual_seed(0))
+        objective, generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(plan, best[:, 0], atol=0.1, rtol=0)
 
 
@@ -103,8 +121,9 @@ def test_filter_state_follows_the_sliding_window(model):
     episode_filter.reset(frames[0])
     # One frame only: padded to y1_frames=2 with the first frame and a zero action.
     with torch.no_grad():
-        padded = filter_state(model, model.encode(frames[:1].expand(2, -1, -1, -1)[None]).codes,
-                              torch.zeros(1, 1, ACTION_DIM))
+        padded = filter_state(
+            model, model.encode(frames[:1].expand(2, -1, -1, -1)[None]).codes, torch.zeros(1, 1, ACTION_DIM)
+        )
     torch.testing.assert_close(episode_filter.state(), padded)
     for t in range(6):
         episode_filter.step(actions[t], frames[t + 1])
@@ -128,7 +147,6 @@ def test_imagined_returns_read_rewards_at_frame_times(model):
 
 def test_default_control_model_rollouts_stay_bounded_over_long_windows():
     from omegaconf import OmegaConf
-
 
     with initialize_config_module("configs", version_base="1.3"):
         values = OmegaConf.to_container(compose("control", overrides=["run_dir=unused"]).world_model)

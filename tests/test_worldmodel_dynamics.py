@@ -239,8 +239,9 @@ def test_head_loss_masks_nan_targets_and_trains_the_head() -> None:
     torch.testing.assert_close(output.parts["head_reward"], expected.detach())
     cfg = model.config
     parts = output.parts
-    without_head = (parts["nll"] + cfg.beta_y * parts["kl_y1"] + cfg.beta * parts["kl_z"]
-                    + cfg.l2_weight * parts["residual_norm"])
+    without_head = (
+        parts["nll"] + cfg.beta_y * parts["kl_y1"] + cfg.beta * parts["kl_z"] + cfg.l2_weight * parts["residual_norm"]
+    )
     torch.testing.assert_close(output.parts["loss"], without_head + 0.5 * expected.detach())
 
     output.loss.backward()
@@ -338,8 +339,10 @@ def test_train_mode_draws_the_skip_frame_uniformly_and_independently_of_the_cont
     batch, length = 4000, 6
     encoded = model.encode(random_clips(1, length))
     # Mark each frame's blocks with its index, so the chosen frame can be read back from the skips.
-    blocks = [torch.arange(length, dtype=torch.float32).view(1, length, 1, 1, 1).expand(batch, -1, *b.shape[2:])
-              for b in encoded.blocks]
+    blocks = [
+        torch.arange(length, dtype=torch.float32).view(1, length, 1, 1, 1).expand(batch, -1, *b.shape[2:])
+        for b in encoded.blocks
+    ]
     torch.manual_seed(0)
     chosen = model._skip_frames(blocks)[0][:, 0, 0, 0].long()
     counts = torch.bincount(chosen, minlength=length).double() / batch
@@ -357,8 +360,9 @@ def test_train_mode_draws_the_skip_frame_uniformly_and_independently_of_the_cont
     clips = random_clips(1, length).expand(400, -1, -1, -1, -1)
     observation = model.observe(clips)
     frames = model.encode(clips).blocks[-1]
-    skip_frames = torch.stack([(observation.skips[-1][i] == frames[i]).flatten(1).all(dim=1).nonzero()[0, 0]
-                               for i in range(400)])
+    skip_frames = torch.stack(
+        [(observation.skips[-1][i] == frames[i]).flatten(1).all(dim=1).nonzero()[0, 0] for i in range(400)]
+    )
     among_content = (content_frames[0] == skip_frames[:, None]).any(dim=1).double().mean().item()
     assert 0.4 < among_content < 0.6
     model.eval()

@@ -86,8 +86,9 @@ def test_gaussian_nll_is_the_negative_log_density(variance: float) -> None:
 # ---------------------------------------------------------------- ELBO
 def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
     beta, beta_y, l2_weight, nu, head_weight, batch = 2.5, 0.6, 0.7, 0.3, 0.4, 3
-    model = tiny_model(beta=beta, beta_y=beta_y, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2},
-                       head_weight=head_weight)
+    model = tiny_model(
+        beta=beta, beta_y=beta_y, l2_weight=l2_weight, nu=nu, dt=0.5, heads={"reward": 2}, head_weight=head_weight
+    )
     frames = random_clips(batch, 5)
     rewards = torch.randn(batch, 5, 2)
     torch.manual_seed(11)

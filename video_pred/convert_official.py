@@ -36,9 +36,7 @@ def dataset_section(args: Mapping[str, Any]) -> dict[str, Any]:
     return section
 
 
-def convert_official_checkpoint(
-    weights_path: str | Path, config_path: str | Path, out_path: str | Path
-) -> Path:
+def convert_official_checkpoint(weights_path: str | Path, config_path: str | Path, out_path: str | Path) -> Path:
     """Write our checkpoint for an official run: the converted model, the official arguments and the
     dataset section they imply (under config['dataset'])."""
     args = read_official_args(config_path)

@@ -95,8 +95,9 @@ def build_test_loader(dataset_cfg: DictConfig, cfg: DictConfig, device: torch.de
         dataset = Subset(dataset, range(min(cfg.max_clips, len(dataset))))
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size}: must be positive")
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                      pin_memory=device.type == "cuda")
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, pin_memory=device.type == "cuda"
+    )
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -114,10 +115,19 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     mean_frame = mean_training_frame(data.build_dataset(dataset_cfg, "train")) if cfg.baselines else None
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(
-        model, loader, cond_frames=dataset_cfg["cond_frames"], pred_frames=dataset_cfg["pred_frames"],
-        num_samples=cfg.num_samples, metrics=metrics, dt=dt, sample_chunk=cfg.sample_chunk, precision=cfg.precision,
-        video_features=video_features, fvd_draws=cfg.fvd_draws,
-        num_clips=len(loader.dataset), mean_frame=mean_frame,
+        model,
+        loader,
+        cond_frames=dataset_cfg["cond_frames"],
+        pred_frames=dataset_cfg["pred_frames"],
+        num_samples=cfg.num_samples,
+        metrics=metrics,
+        dt=dt,
+        sample_chunk=cfg.sample_chunk,
+        precision=cfg.precision,
+        video_features=video_features,
+        fvd_draws=cfg.fvd_draws,
+        num_clips=len(loader.dataset),
+        mean_frame=mean_frame,
     )
     higher_is_better = {metric.name: metric.higher_is_better for metric in metrics}
     report = {
@@ -129,14 +139,17 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "num_clips": result.num_clips,
         "dt": dt if dt is not None else model.config.dt,
         "device": str(device),
-        "metrics": {name: {"mean": s.mean, "ci95": s.ci95, "higher_is_better": higher_is_better[name]}
-                    for name, s in result.metrics.items()},
+        "metrics": {
+            name: {"mean": s.mean, "ci95": s.ci95, "higher_is_better": higher_is_better[name]}
+            for name, s in result.metrics.items()
+        },
         "curves": {name: {"mean": s.curve, "ci95": s.curve_ci95} for name, s in result.metrics.items()},
-        "fvd": None if result.fvd is None else {"mean": result.fvd[0], "ci95": result.fvd[1],
-                                                 "draws": cfg.fvd_draws},
+        "fvd": None if result.fvd is None else {"mean": result.fvd[0], "ci95": result.fvd[1], "draws": cfg.fvd_draws},
         "baselines": {
-            baseline: {name: {"mean": s.mean, "ci95": s.ci95, "curve": s.curve, "curve_ci95": s.curve_ci95}
-                       for name, s in summaries.items()}
+            baseline: {
+                name: {"mean": s.mean, "ci95": s.ci95, "curve": s.curve, "curve_ci95": s.curve_ci95}
+                for name, s in summaries.items()
+            }
             for baseline, summaries in result.baselines.items()
         },
         "mean_frame": f"per-pixel mean of every frame of {MEAN_FRAME_CLIPS} training clips" if cfg.baselines else None,
@@ -172,8 +185,9 @@ def plot_curves(result: ProtocolResult, cond_frames: int) -> Figure:
     """One panel per metric: the best sample's mean value against the frame index, with its 95% band, and
     each model-free baseline as a dashed line."""
     figure = Figure(figsize=(4 * len(result.metrics), 3.2), layout="constrained")
-    for axes, (name, summary) in zip(figure.subplots(1, len(result.metrics), squeeze=False)[0],
-                                     result.metrics.items(), strict=True):
+    for axes, (name, summary) in zip(
+        figure.subplots(1, len(result.metrics), squeeze=False)[0], result.metrics.items(), strict=True
+    ):
         frame_index = range(cond_frames + 1, cond_frames + 1 + len(summary.curve))
         low = [m - w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
         high = [m + w for m, w in zip(summary.curve, summary.curve_ci95, strict=True)]
@@ -235,11 +249,15 @@ def main(cfg: DictConfig) -> None:
         report = evaluate(cfg, out_dir)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"srvp-eval: error: {error}")
-    print(f"{report['num_clips']} clips x {report['num_samples']} samples, dt={report['dt']:.4g}, "
-          f"{report['seconds']:.1f} s")
+    print(
+        f"{report['num_clips']} clips x {report['num_samples']} samples, dt={report['dt']:.4g}, "
+        f"{report['seconds']:.1f} s"
+    )
     print(results_table(report))
-    print(f"results: {out_dir / 'eval.json'}" + (f", {out_dir / 'curves.csv'}, {out_dir / 'curves.png'}"
-                                                 if report["metrics"] else ""))
+    print(
+        f"results: {out_dir / 'eval.json'}"
+        + (f", {out_dir / 'curves.csv'}, {out_dir / 'curves.png'}" if report["metrics"] else "")
+    )
 
 
 if __name__ == "__main__":

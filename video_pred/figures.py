@@ -54,8 +54,9 @@ def _require_eval(model: SRVP) -> None:
 
 
 @torch.no_grad()
-def upsample(model: SRVP, cond_frames: torch.Tensor, horizon: int, rates: list[int], seed: int
-             ) -> dict[int, torch.Tensor]:
+def upsample(
+    model: SRVP, cond_frames: torch.Tensor, horizon: int, rates: list[int], seed: int
+) -> dict[int, torch.Tensor]:
     """cond_frames (b k c h w) -> {m: (b, (k + horizon - 1) * m + 1, c, h, w)}: one sample per clip with
     dt = 1/m, every Euler state decoded; each rate restarts from `seed`, so all rates share the noise."""
     _require_eval(model)
@@ -69,8 +70,7 @@ def upsample(model: SRVP, cond_frames: torch.Tensor, horizon: int, rates: list[i
 
 
 @torch.no_grad()
-def dt_sweep(model: SRVP, cond_frames: torch.Tensor, horizon: int, inverse_dts: list[int], seed: int
-             ) -> torch.Tensor:
+def dt_sweep(model: SRVP, cond_frames: torch.Tensor, horizon: int, inverse_dts: list[int], seed: int) -> torch.Tensor:
     """cond_frames (b k c h w) -> (b, len(inverse_dts), k + horizon, c, h, w): the same sample (noise
     from `seed`) predicted with dt = 1/n for each n, decoded at integer times."""
     _require_eval(model)
@@ -84,8 +84,9 @@ def dt_sweep(model: SRVP, cond_frames: torch.Tensor, horizon: int, inverse_dts: 
 
 
 @torch.no_grad()
-def content_swap(model: SRVP, content_cond: torch.Tensor, dynamics_cond: torch.Tensor, horizon: int, seed: int
-                 ) -> torch.Tensor:
+def content_swap(
+    model: SRVP, content_cond: torch.Tensor, dynamics_cond: torch.Tensor, horizon: int, seed: int
+) -> torch.Tensor:
     """Decode the dynamics of `dynamics_cond` (b k c h w) with the content (w, skips) of `content_cond`
     (b k c h w) -> (b, k + horizon, c, h, w). The dynamics draw their noise first, in `predict`'s order."""
     _require_eval(model)
@@ -100,8 +101,15 @@ def content_swap(model: SRVP, content_cond: torch.Tensor, dynamics_cond: torch.T
 
 
 @torch.no_grad()
-def interpolate(model: SRVP, cond_a: torch.Tensor, cond_b: torch.Tensor, length: int, alphas: list[float],
-                seed: int, z_mode: str = "mean") -> torch.Tensor:
+def interpolate(
+    model: SRVP,
+    cond_a: torch.Tensor,
+    cond_b: torch.Tensor,
+    length: int,
+    alphas: list[float],
+    seed: int,
+    z_mode: str = "mean",
+) -> torch.Tensor:
     """Roll out from y_1 interpolated between the q(y_1) means of clips A and B (b k c h w each), content from
     A -> (b, len(alphas), length, c, h, w). z: prior mean (`mean`) or one prior noise for all alphas."""
     _require_eval(model)
@@ -121,8 +129,9 @@ def interpolate(model: SRVP, cond_a: torch.Tensor, cond_b: torch.Tensor, length:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def write_figure(out_dir: Path, name: str, rows: list[torch.Tensor], cond_frames: list[int],
-                 formats: list[str], fps: int) -> list[Path]:
+def write_figure(
+    out_dir: Path, name: str, rows: list[torch.Tensor], cond_frames: list[int], formats: list[str], fps: int
+) -> list[Path]:
     """Write rows of equal-length videos (t c h w) as `name`.png (a time grid) and `name`.<format> (side by
     side); row i has `cond_frames[i]` conditioning frames (framed in blue)."""
     pairs = list(zip(rows, cond_frames, strict=True))
@@ -149,8 +158,9 @@ def load_clips(dataset: Dataset, indices: list[int], device: torch.device) -> to
     return to_unit_float(torch.stack([torch.as_tensor(dataset[index]) for index in indices])).to(device)
 
 
-def render(model: SRVP, clips: torch.Tensor, clip_ids: list[int], cond: int, horizon: int, cfg: DictConfig,
-           out_dir: Path) -> list[Path]:
+def render(
+    model: SRVP, clips: torch.Tensor, clip_ids: list[int], cond: int, horizon: int, cfg: DictConfig, out_dir: Path
+) -> list[Path]:
     """Generate the figure `cfg.figure` for the loaded clips (b t c h w) and write its files."""
     figure, formats, fps, seed = cfg.figure, list(cfg.formats), int(cfg.fps), int(cfg.seed)
     cond_clips = clips[:, :cond]
@@ -177,8 +187,9 @@ def render(model: SRVP, clips: torch.Tensor, clip_ids: list[int], cond: int, hor
             if steps < 2:
                 raise ValueError(f"interpolation.steps={steps}: needs at least 2 (alpha 0 and 1)")
             alphas = torch.linspace(0, 1, steps).tolist()
-            generated = interpolate(model, truth_a[:, :cond], truth_b[:, :cond], cond + horizon, alphas, seed,
-                                    cfg.interpolation.z)
+            generated = interpolate(
+                model, truth_a[:, :cond], truth_b[:, :cond], cond + horizon, alphas, seed, cfg.interpolation.z
+            )
         for (clip_a, clip_b), a, b, rows in zip(pairs, truth_a, truth_b, generated, strict=True):
             if figure == "content_swap":
                 ordered, counts = [a, b, *rows], [len(a), len(b), cond]
@@ -208,8 +219,10 @@ def make_figures(cfg: DictConfig) -> list[Path]:
     cond = int(dataset_cfg.cond_frames)
     horizon = int(cfg.horizon) if cfg.horizon is not None else clips.shape[1] - cond
     if horizon < 1 or cond + horizon > clips.shape[1]:
-        raise ValueError(f"horizon={horizon}: must lie in [1, {clips.shape[1] - cond}] (test clips have "
-                         f"{clips.shape[1]} frames, {cond} conditioning)")
+        raise ValueError(
+            f"horizon={horizon}: must lie in [1, {clips.shape[1] - cond}] (test clips have "
+            f"{clips.shape[1]} frames, {cond} conditioning)"
+        )
     clips = clips[:, : cond + horizon]
     return render(model, clips, clip_ids, cond, horizon, cfg, Path(cfg.out_dir))
 

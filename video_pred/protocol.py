@@ -72,9 +72,7 @@ class ProtocolResult:
     """Model-free baselines scored on the same clips: {baseline: {metric: summary}}; empty when not run."""
 
 
-def per_image_metric(
-    name: str, distance: Callable[[Tensor, Tensor], Tensor], higher_is_better: bool
-) -> FrameMetric:
+def per_image_metric(name: str, distance: Callable[[Tensor, Tensor], Tensor], higher_is_better: bool) -> FrameMetric:
     """Turn an image metric, (N, C, H, W) x 2 -> (N,) (e.g. LPIPS), into a per-frame video metric."""
 
     def compute(pred: Tensor, truth: Tensor) -> Tensor:
@@ -91,14 +89,14 @@ def score_samples(samples: Tensor, truth: Tensor, metrics: Sequence[FrameMetric]
     The truth is broadcast over the samples so each metric runs once on all b * n videos.
     """
     if samples.ndim != 6 or samples.shape[:1] + samples.shape[2:] != truth.shape:
-        raise ValueError(f"samples {tuple(samples.shape)} do not match truth {tuple(truth.shape)} "
-                         "as (b n t c h w) and (b t c h w)")
+        raise ValueError(
+            f"samples {tuple(samples.shape)} do not match truth {tuple(truth.shape)} as (b n t c h w) and (b t c h w)"
+        )
     num_samples = samples.shape[1]
     flat_samples = rearrange(samples, "b n t c h w -> (b n) t c h w")
     flat_truth = repeat(truth, "b t c h w -> (b n) t c h w", n=num_samples)
     return {
-        metric.name: rearrange(metric.compute(flat_samples, flat_truth).float(), "(b n) t -> b n t",
-                               n=num_samples)
+        metric.name: rearrange(metric.compute(flat_samples, flat_truth).float(), "(b n) t -> b n t", n=num_samples)
         for metric in metrics
     }
 
@@ -213,9 +211,11 @@ def run_best_of_n(
     with torch.inference_mode():
         for clips in clip_batches:
             if clips.ndim != 5 or clips.shape[1] < cond_frames + pred_frames:
-                raise ValueError(f"test clips of shape {tuple(clips.shape)}: expected (b, T >= "
-                                 f"{cond_frames + pred_frames}, c, h, w) for {cond_frames} + "
-                                 f"{pred_frames} frames")
+                raise ValueError(
+                    f"test clips of shape {tuple(clips.shape)}: expected (b, T >= "
+                    f"{cond_frames + pred_frames}, c, h, w) for {cond_frames} + "
+                    f"{pred_frames} frames"
+                )
             videos = to_unit_float(clips[:, : cond_frames + pred_frames].to(device))
             context, truth = videos[:, :cond_frames], videos[:, cond_frames:]
             scores: dict[str, list[Tensor]] = {metric.name: [] for metric in metrics}

@@ -53,8 +53,9 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
         changes = trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
     if dist.is_main:
-        kept = write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True), trainer.step if resume_from else None,
-                                changes)
+        kept = write_run_config(
+            run_dir, OmegaConf.to_yaml(cfg, resolve=True), trainer.step if resume_from else None, changes
+        )
         if changes:
             before = f"; the settings before it are in {kept.name}" if kept else ""
             print(f"settings changed from step {trainer.step} on (config.yaml{before}): " + "; ".join(changes))
@@ -103,8 +104,10 @@ def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
         eval_defaults(), {"device": cfg.device}, cfg.final_eval, {"ckpt_path": str(checkpoint), "out_dir": str(out_dir)}
     )
     report = evaluate(eval_cfg, out_dir)
-    print(f"evaluation of {checkpoint.name} on {report['num_clips']} test clips, best of {report['num_samples']} "
-          f"samples (model vs model-free baselines):\n{results_table(report)}\nresults: {out_dir / 'eval.json'}")
+    print(
+        f"evaluation of {checkpoint.name} on {report['num_clips']} test clips, best of {report['num_samples']} "
+        f"samples (model vs model-free baselines):\n{results_table(report)}\nresults: {out_dir / 'eval.json'}"
+    )
     return report
 
 

@@ -192,9 +192,16 @@ class Trainer:
         self.model.eval()
         with self.evaluation_noise():
             result = run_best_of_n(
-                self.model, clips.split(VALIDATION_CLIP_BATCH), cond_frames=cond, pred_frames=clips.shape[1] - cond,
-                num_samples=int(trainer.val_samples), metrics=[FRAME_METRICS["psnr"]], sample_chunk=VALIDATION_CHUNK,
-                precision=self.cfg.precision, mean_frame=mean_frame, progress_bar=False,
+                self.model,
+                clips.split(VALIDATION_CLIP_BATCH),
+                cond_frames=cond,
+                pred_frames=clips.shape[1] - cond,
+                num_samples=int(trainer.val_samples),
+                metrics=[FRAME_METRICS["psnr"]],
+                sample_chunk=VALIDATION_CHUNK,
+                precision=self.cfg.precision,
+                mean_frame=mean_frame,
+                progress_bar=False,
                 select_with_conditioning=trainer.val_frames == "all",
             )
         scores = {"psnr": result.metrics["psnr"].mean}

@@ -51,9 +51,21 @@ from worldmodel.config import SRVPConfig
 from worldmodel.model import SRVP
 
 OFFICIAL_DEFAULTS: dict[str, Any] = {
-    "nx": 64, "nhx": 128, "n_euler_steps": 1, "obs_scale": 1.0, "archi": "dcgan", "skipco": False, "nf": 64,
-    "nh_res": 512, "nlayers_res": 4, "nh_inf": 256, "nlayers_inf": 3, "res_gain": 1.41, "beta_z": 1.0,
-    "beta_y": 1.0, "l2_res": 1.0,
+    "nx": 64,
+    "nhx": 128,
+    "n_euler_steps": 1,
+    "obs_scale": 1.0,
+    "archi": "dcgan",
+    "skipco": False,
+    "nf": 64,
+    "nh_res": 512,
+    "nlayers_res": 4,
+    "nh_inf": 256,
+    "nlayers_inf": 3,
+    "res_gain": 1.41,
+    "beta_z": 1.0,
+    "beta_y": 1.0,
+    "l2_res": 1.0,
 }
 """Defaults of the official `args.py` for the model arguments a config.json may lack."""
 
@@ -90,7 +102,7 @@ def official_name_to_ours(name: str) -> str | None:
         return f"{MLP_RENAMES[module]}.{2 * layer}.{kind}"
     for official_prefix, our_prefix in PREFIX_RENAMES:
         if name.startswith(official_prefix):
-            return our_prefix + name[len(official_prefix):]
+            return our_prefix + name[len(official_prefix) :]
     return None
 
 
@@ -101,9 +113,7 @@ def _names(names: Sequence[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def convert_official_state_dict(
-    state_dict: Mapping[str, torch.Tensor], config: SRVPConfig
-) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: SRVPConfig) -> dict[str, torch.Tensor]:
     """Rename an official SRVP state_dict into ours for a model built from `config`.
 
     Raises a one-line ValueError listing official tensors no rule maps, tensors our model needs but the
@@ -131,7 +141,8 @@ def _rename_checked(
     missing = [name for name in missing if not name.endswith("num_batches_tracked")]
     mis_shaped = [
         f"{name} {tuple(tensor.shape)} vs {tuple(expected[name].shape)}"
-        for name, tensor in converted.items() if tensor.shape != expected[name].shape
+        for name, tensor in converted.items()
+        if tensor.shape != expected[name].shape
     ]
     problems = []
     if unmapped:
@@ -160,13 +171,26 @@ def config_from_official_args(args: Mapping[str, Any]) -> SRVPConfig:
         raise ValueError(f"official config n_euler_steps={euler_steps}: must be a positive integer")
     hidden = int(values["nh_inf"])
     return SRVPConfig(
-        channels=int(values["nc"]), arch=str(values["archi"]), skip=values["skipco"],
-        filters=int(values["nf"]), code_dim=int(values["nhx"]), y_dim=int(values["ny"]),
-        z_dim=int(values["nz"]), content_dim=hidden, inf_hidden=hidden, lstm_hidden=hidden,
-        inf_layers=int(values["nlayers_inf"]), fwd_hidden=int(values["nh_res"]),
-        fwd_layers=int(values["nlayers_res"]), y1_frames=int(values["nt_inf"]),
-        content_frames=int(values["nt_inf"]), dt=1.0 / euler_steps, f_gain=float(values["res_gain"]),
-        nu=float(values["obs_scale"]) ** 2, beta=float(values["beta_z"]), beta_y=float(values["beta_y"]),
+        channels=int(values["nc"]),
+        arch=str(values["archi"]),
+        skip=values["skipco"],
+        filters=int(values["nf"]),
+        code_dim=int(values["nhx"]),
+        y_dim=int(values["ny"]),
+        z_dim=int(values["nz"]),
+        content_dim=hidden,
+        inf_hidden=hidden,
+        lstm_hidden=hidden,
+        inf_layers=int(values["nlayers_inf"]),
+        fwd_hidden=int(values["nh_res"]),
+        fwd_layers=int(values["nlayers_res"]),
+        y1_frames=int(values["nt_inf"]),
+        content_frames=int(values["nt_inf"]),
+        dt=1.0 / euler_steps,
+        f_gain=float(values["res_gain"]),
+        nu=float(values["obs_scale"]) ** 2,
+        beta=float(values["beta_z"]),
+        beta_y=float(values["beta_y"]),
         l2_weight=float(values["l2_res"]),
     ).validate()
 

@@ -86,8 +86,9 @@ def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int, 
             return FixedClips(load_official_test_set(dataset.test_file, test_length))
         digits, _ = load_mnist("test", dataset.mnist_dir, cache_dir, dataset.verify_md5)
         name = f"{dataset.name}_test_{num_digits}digits_{dataset.test_size}x{test_length}.npy"
-        clips = load_or_build_test_set(cache_dir / name, digits, int(dataset.test_size), test_length, deterministic,
-                                       num_digits=num_digits)
+        clips = load_or_build_test_set(
+            cache_dir / name, digits, int(dataset.test_size), test_length, deterministic, num_digits=num_digits
+        )
         return FixedClips(clips)
     train_digits, val_digits = split_digits(load_mnist("train", dataset.mnist_dir, cache_dir, dataset.verify_md5)[0])
     if split == "val":

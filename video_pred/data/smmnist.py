@@ -77,9 +77,9 @@ class _BounceVelocities:
         if which.size == 0:
             return np.empty((0, 2))
         while self.used[which].max() >= self.table.shape[1]:
-            new_block = np.concatenate([
-                rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=(self.group_size, self.block, 2)) for rng in self.groups
-            ])
+            new_block = np.concatenate(
+                [rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=(self.group_size, self.block, 2)) for rng in self.groups]
+            )
             self.table = np.concatenate([self.table, new_block.astype(np.float64)], axis=1)
         velocities = self.table[which, self.used[which]]
         self.used[which] += 1
@@ -323,8 +323,10 @@ def load_official_test_set(path: str | Path, seq_len: int) -> np.ndarray:
             raise ValueError(f"dataset.test_file={path}: no 'sequences' array (has {archive.files})")
         sequences = archive["sequences"]
     if sequences.dtype != np.uint8 or sequences.ndim != 4 or sequences.shape[2:] != (FRAME_SIZE, FRAME_SIZE):
-        raise ValueError(f"dataset.test_file={path}: 'sequences' must be uint8 (T, N, 64, 64), got "
-                         f"{sequences.dtype} {sequences.shape}")
+        raise ValueError(
+            f"dataset.test_file={path}: 'sequences' must be uint8 (T, N, 64, 64), got "
+            f"{sequences.dtype} {sequences.shape}"
+        )
     if sequences.shape[0] < seq_len:
         raise ValueError(f"dataset.test_file={path}: clips of {sequences.shape[0]} frames, {seq_len} needed")
     return np.ascontiguousarray(sequences[:seq_len].transpose(1, 0, 2, 3)[:, :, None])

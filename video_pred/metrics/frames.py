@@ -91,8 +91,12 @@ def ssim(pred: Tensor, truth: Tensor) -> Tensor:
     window = _gaussian_window(pred.dtype, pred.device)
     x = rearrange(pred, "b t c h w -> (b t c) 1 h w")
     y = rearrange(truth, "b t c h w -> (b t c) 1 h w")
-    per_channel = torch.cat([_mean_ssim(x_part, y_part, window)
-                             for x_part, y_part in zip(x.split(SSIM_CHUNK), y.split(SSIM_CHUNK), strict=True)])
+    per_channel = torch.cat(
+        [
+            _mean_ssim(x_part, y_part, window)
+            for x_part, y_part in zip(x.split(SSIM_CHUNK), y.split(SSIM_CHUNK), strict=True)
+        ]
+    )
     return rearrange(per_channel, "(b t c) -> b t c", b=batch, t=steps).mean(dim=2)
 
 
@@ -105,7 +109,5 @@ def _mean_ssim(x: Tensor, y: Tensor, window: Tensor) -> Tensor:
     var_y = mean_yy - mean_y**2
     cov_xy = mean_xy - mean_x * mean_y
     c1, c2 = SSIM_K1**2, SSIM_K2**2
-    ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)) / (
-        (mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2)
-    )
+    ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)) / ((mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3))

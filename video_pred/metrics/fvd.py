@@ -22,9 +22,7 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
 
 
-def gaussian_frechet_distance(
-    mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray
-) -> float:
+def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)) for two Gaussians, in float64.
 
     tr((S_a S_b)^(1/2)) is the sum of singular values of S_a^(1/2) S_b^(1/2) (S_a S_b has the spectrum of

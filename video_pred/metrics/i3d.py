@@ -100,12 +100,15 @@ class InceptionBlock(nn.Module):
         super().__init__()
         w0, w1a, w1b, w2a, w2b, w3 = widths
         self.branch_0 = nn.Sequential(OrderedDict(conv3d_0a_1x1=Unit3D(in_channels, w0)))
-        self.branch_1 = nn.Sequential(OrderedDict(
-            conv3d_0a_1x1=Unit3D(in_channels, w1a), conv3d_0b_3x3=Unit3D(w1a, w1b, (3, 3, 3))))
-        self.branch_2 = nn.Sequential(OrderedDict(
-            conv3d_0a_1x1=Unit3D(in_channels, w2a), conv3d_0b_3x3=Unit3D(w2a, w2b, (3, 3, 3))))
-        self.branch_3 = nn.Sequential(OrderedDict(
-            maxpool3d_0a_3x3=SamePadMaxPool3d((3, 3, 3), (1, 1, 1)), conv3d_0b_1x1=Unit3D(in_channels, w3)))
+        self.branch_1 = nn.Sequential(
+            OrderedDict(conv3d_0a_1x1=Unit3D(in_channels, w1a), conv3d_0b_3x3=Unit3D(w1a, w1b, (3, 3, 3)))
+        )
+        self.branch_2 = nn.Sequential(
+            OrderedDict(conv3d_0a_1x1=Unit3D(in_channels, w2a), conv3d_0b_3x3=Unit3D(w2a, w2b, (3, 3, 3)))
+        )
+        self.branch_3 = nn.Sequential(
+            OrderedDict(maxpool3d_0a_3x3=SamePadMaxPool3d((3, 3, 3), (1, 1, 1)), conv3d_0b_1x1=Unit3D(in_channels, w3))
+        )
         self.out_channels = w0 + w1b + w2b + w3
 
     def forward(self, x: Tensor) -> Tensor:
@@ -262,9 +265,7 @@ def _fvd_input(videos: Tensor, size: int) -> Tensor:
 
 
 @torch.inference_mode()
-def i3d_features(
-    model: I3D, videos: Tensor, size: int = FVD_FRAME_SIZE, chunk_size: int = FVD_CHUNK
-) -> Tensor:
+def i3d_features(model: I3D, videos: Tensor, size: int = FVD_FRAME_SIZE, chunk_size: int = FVD_CHUNK) -> Tensor:
     """FVD features, the Kinetics-400 logits averaged over time: videos (B, T, C, H, W) -> (B, 400) on the CPU.
 
     `videos` are uint8 in [0, 255] or float in [0, 1], grey (C = 1, repeated to RGB) or RGB, on any

@@ -196,8 +196,9 @@ def load_lpips(device: str | torch.device = "cpu", trunk_path: str | os.PathLike
     """
     model = LPIPS()
     checkpoint, trunk_file = _trunk_checkpoint(trunk_path)
-    trunk_state = {key.removeprefix("features."): value for key, value in checkpoint.items()
-                   if key.startswith("features.")}
+    trunk_state = {
+        key.removeprefix("features."): value for key, value in checkpoint.items() if key.startswith("features.")
+    }
     try:
         model.features.load_state_dict(trunk_state)
     except RuntimeError as error:
@@ -207,8 +208,9 @@ def load_lpips(device: str | torch.device = "cpu", trunk_path: str | os.PathLike
     lin_state = _load_tensor_dict(lin_path, "LPIPS linear weights")
     # The lpips package stores each linear layer as `lin{i}.model.1.weight` (after a dropout at index 0).
     try:
-        model.lins.load_state_dict({f"{index}.weight": lin_state[f"lin{index}.model.1.weight"]
-                                    for index in range(len(_TAPPED_CHANNELS))})
+        model.lins.load_state_dict(
+            {f"{index}.weight": lin_state[f"lin{index}.model.1.weight"] for index in range(len(_TAPPED_CHANNELS))}
+        )
     except (KeyError, RuntimeError) as error:
         raise RuntimeError(f"LPIPS: unexpected linear weights in {lin_path}: {error}") from None
     return model.to(device)
