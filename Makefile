@@ -19,7 +19,7 @@ GPU_CHECK_OUT ?= gpu-check
 GPU_CHECK_ARGS ?=
 GPU_SITE := /tmp/srvp-gpu-site
 
-.PHONY: install os-libs train test lint clean gpu-check gpu-wheels
+.PHONY: install os-libs train test test-fast lint clean gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -46,8 +46,13 @@ train: install
 	$(PY) -m video_pred.train experiment=cpu_smmnist $(MNIST_ARG) $(TRAIN_ARGS)
 
 # One BLAS/OpenMP thread per test process: the suite runs one xdist worker per core.
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: install os-libs
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 --durations=15 $(PYTEST_ARGS)
+
+# The development tier: everything but the end-to-end and long tests (marked slow).
+test-fast: install
+	$(TEST_ENV) $(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 # About 9 minutes on one H100/H200-class GPU: results.md and results.json in $(GPU_CHECK_OUT).
 gpu-check:
@@ -62,8 +67,10 @@ gpu-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d $(GPU_WHEELS) hydra-core==1.3.2 omegaconf==2.3.0
 	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
 
+LINTED := worldmodel common video_pred envs agents bench tests configs examples
 lint: install
-	$(VENV)/bin/ruff check worldmodel video_pred envs agents bench tests
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) outputs runs .pytest_cache
