@@ -14,6 +14,7 @@ model's sampling the global RNGs, both saved in the checkpoint. Environment step
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import gymnasium
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -29,14 +31,17 @@ from tqdm import tqdm
 import envs
 from agents.buffer import EpisodeBuffer
 from agents.mpc import MPCController
+from agents.planner import SHIFT_FILLS, Planner
 from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
 from common.checkpoints import restore_training, save_checkpoint
-from common.configs import config_changes, write_run_config
+from common.configs import config_changes, read_number, write_run_config
 from common.logger import RunLogger
 from common.media import side_by_side
 from common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
-from common.runtime import autocast, resolve_device, restore_rng_state, seed_everything
+from common.runtime import StoppedEarly, StopRequest, autocast, resolve_device, restore_rng_state, seed_everything
 from worldmodel import SRVP, load_checkpoint
+from worldmodel.config import parse_step
+from worldmodel.config import substeps as euler_substeps
 
 TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
@@ -112,12 +117,19 @@ class PlanningPolicy:
         self.filter.step(torch.from_numpy(action), to_chw(frame))
 
 
-def run_episode(env: gymnasium.Env, policy: Policy, seed: int) -> Episode:
-    """Play one episode of `env` reset with `seed`, acting with `policy`."""
+class Interrupted(Exception):
+    """A stop was requested (SIGTERM/SIGINT) in the middle of an episode or of the updates."""
+
+
+def run_episode(env: gymnasium.Env, policy: Policy, seed: int, stop: StopRequest | None = None) -> Episode:
+    """Play one episode of `env` reset with `seed`, acting with `policy`; raise Interrupted when `stop` is
+    requested (the partial episode is dropped: the run resumes from its last checkpoint)."""
     frame, info = env.reset(seed=seed)
     policy.reset(frame)
     frames, actions, rewards, done = [frame], [], [], False
     while not done:
+        if stop is not None and stop.requested:
+            raise Interrupted
         action = policy.act()
         frame, reward, terminated, truncated, info = env.step(action)
         policy.observe(action, frame)
@@ -141,6 +153,7 @@ def update_world_model(
     device: torch.device,
     precision: str,
     grad_clip: float | None,
+    stop: StopRequest | None = None,
 ) -> dict[str, float]:
     """`updates` optimisation steps on the ELBO + reward loss of buffer windows; returns the parts' means.
 
@@ -150,6 +163,8 @@ def update_world_model(
     """
     averages = LossAverages(device)
     for _ in range(updates):
+        if stop is not None and stop.requested:
+            raise Interrupted
         batch = buffer.sample(batch_size, seq_len, generator=generator)
         frames = batch["obs"].to(device, non_blocking=True)
         targets = {"reward": reward_targets(batch["rewards"]).to(device, non_blocking=True)}
@@ -210,19 +225,36 @@ def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.En
 
 
 def check_config(cfg: DictConfig) -> None:
-    """One-line errors for loop settings that cannot work."""
-    loop = cfg.loop
-    for name in ("seed_episodes", "collect_interval", "batch_size", "eval_every", "context_frames"):
-        if int(loop[name]) < 1:
-            raise ValueError(f"loop.{name}={loop[name]}: must be a positive integer")
-    if int(loop.episodes) < 0 or int(loop.eval_episodes) < 0:
-        raise ValueError("loop.episodes and loop.eval_episodes must be >= 0")
-    if int(loop.seq_len) < max(2, int(cfg.world_model.y1_frames), int(cfg.world_model.content_frames)):
+    """One-line errors, naming the key, for loop and planning settings that cannot work (before any episode)."""
+    for name in ("seed_episodes", "collect_interval", "batch_size", "eval_every", "context_frames", "video_frames"):
+        read_number(cfg, f"loop.{name}", int, minimum=1)
+    for name in ("episodes", "eval_episodes"):
+        read_number(cfg, f"loop.{name}", int, minimum=0)
+    for name in ("max_episode_steps", "buffer_capacity"):
+        if cfg.loop[name] is not None:
+            read_number(cfg, f"loop.{name}", int, minimum=1)
+    needed = max(2, int(cfg.world_model.y1_frames), int(cfg.world_model.content_frames))
+    if read_number(cfg, "loop.seq_len", int) < needed:
         raise ValueError(
-            f"loop.seq_len={loop.seq_len}: must be >= 2 and cover world_model.y1_frames and world_model.content_frames"
+            f"loop.seq_len={cfg.loop.seq_len}: must be at least {needed} (2, world_model.y1_frames "
+            "and world_model.content_frames)"
         )
-    if not float(loop.exploration_noise) >= 0:
-        raise ValueError(f"loop.exploration_noise={loop.exploration_noise}: must be >= 0")
+    read_number(cfg, "loop.exploration_noise", float, minimum=0)
+    if cfg.grad_clip is not None:
+        read_number(cfg, "grad_clip", float, minimum=0)
+    if cfg.planning.warm_start_fill not in SHIFT_FILLS:
+        raise ValueError(f"planning.warm_start_fill={cfg.planning.warm_start_fill!r}: expected one of {SHIFT_FILLS}")
+    if not isinstance(cfg.planning.compile, bool | str):
+        raise ValueError(f"planning.compile={cfg.planning.compile!r}: expected true, false or a torch.compile mode")
+
+
+def build_planner(agent: DictConfig, action_dim: int) -> Planner:
+    """The planner of config node `agent`, with a bad value reported in one line naming the agent."""
+    try:
+        return instantiate(agent, action_dim=action_dim)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ValueError(f"agent ({agent._target_}): {str(cause).splitlines()[0]}") from None
 
 
 class ControlRun:
@@ -243,6 +275,10 @@ class ControlRun:
         self.buffer = EpisodeBuffer(obs_shape, self.action_dim, cfg.loop.buffer_capacity)
         self.sample_generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), SAMPLE_STREAM, 0))
         self.progress = Progress()
+        self.stop: StopRequest | None = None
+        # Every value is checked before the first episode: the planner once, and the imagination step.
+        build_planner(cfg.agent, self.action_dim)
+        euler_substeps(parse_step(cfg.planning.dt))
         resume_step, changes = self._resume() if cfg.resume else (None, [])
         self.logger = RunLogger(self.run_dir, enabled=cfg.logger.enabled, resume_step=resume_step)
         kept = write_run_config(self.run_dir, OmegaConf.to_yaml(cfg, resolve=True), resume_step, changes)
@@ -310,14 +346,14 @@ class ControlRun:
         generator = torch.Generator(self.device).manual_seed(stream_seed(int(cfg.seed), stream, index))
         objective = LatentObjective(
             self.model,
-            dt=float(cfg.planning.dt),
+            dt=parse_step(cfg.planning.dt),
             prior_mean=bool(cfg.planning.prior_mean),
             device=self.device,
             precision=cfg.precision,
             compile=cfg.planning.compile,
             generator=generator,
         )
-        planner = instantiate(cfg.agent, action_dim=self.action_dim)
+        planner = build_planner(cfg.agent, self.action_dim)
         controller = MPCController(
             planner,
             objective,
@@ -342,6 +378,7 @@ class ControlRun:
                 self.env,
                 self.planning_policy(EVAL_STREAM, index, explore=False),
                 stream_seed(int(self.cfg.seed), EVAL_STREAM, index),
+                self.stop,
             )
             for index in range(int(self.cfg.loop.eval_episodes))
         ]
@@ -363,14 +400,29 @@ class ControlRun:
         )
 
     def run(self) -> dict[str, float]:
-        """Train until `loop.episodes` planning episodes were collected; returns the last returns."""
+        """Train until `loop.episodes` planning episodes were collected; returns the last returns.
+
+        SIGTERM/SIGINT stop the run at once with StoppedEarly: everything up to the last checkpoint (written
+        after every episode) is kept, the episode or updates under way are dropped and redone on resume."""
+        with StopRequest() as self.stop:
+            try:
+                return self._run()
+            except Interrupted:
+                raise StoppedEarly(
+                    self.stop.signum or signal.SIGTERM,
+                    f"environment step {self.progress.env_steps} (checkpoint after episode "
+                    f"{self.progress.train_episodes}; the work under way is redone on resume)",
+                    f"srvp-control run_dir={self.run_dir} with the same overrides",
+                ) from None
+
+    def _run(self) -> dict[str, float]:
         loop, seed = self.cfg.loop, int(self.cfg.seed)
         summary: dict[str, float] = {}
         while self.progress.train_episodes < int(loop.seed_episodes):
             index = self.progress.train_episodes
             start = time.perf_counter()
             policy = RandomPolicy(self.action_dim, np.random.default_rng([seed, TRAIN_STREAM, index]))
-            episode = run_episode(self.env, policy, stream_seed(seed, TRAIN_STREAM, index))
+            episode = run_episode(self.env, policy, stream_seed(seed, TRAIN_STREAM, index), self.stop)
             self.add_episode(episode)
             self.log_episode("train", [episode], time.perf_counter() - start)
             summary["seed_return"] = episode.total_reward
@@ -401,6 +453,7 @@ class ControlRun:
             self.device,
             cfg.precision,
             cfg.grad_clip,
+            self.stop,
         )
         self.progress.updates += int(loop.collect_interval)
         update_seconds = time.perf_counter() - start
@@ -411,6 +464,7 @@ class ControlRun:
             self.env,
             self.planning_policy(TRAIN_STREAM, index, explore=True),
             stream_seed(int(cfg.seed), TRAIN_STREAM, index),
+            self.stop,
         )
         self.add_episode(episode)
         step = self.progress.env_steps

@@ -40,3 +40,30 @@ def write_run_config(run_dir: Path, config_yaml: str, resumed_step: int | None, 
         kept = path.replace(run_dir / f"config.until_step_{resumed_step}.yaml")
     atomic_write(path, lambda file: file.write(config_yaml.encode()))
     return kept
+
+
+def check_overlay(cfg: Mapping[str, Any], entry_point: str) -> None:
+    """Refuse a debug/experiment overlay written for another entry point: each sets `overlay_for`, and e.g.
+    `srvp-train debug=control_tiny` would otherwise start the full-size job with stray keys."""
+    owner = cfg.get("overlay_for")
+    if owner is not None and owner != entry_point:
+        raise ValueError(f"overlay_for={owner}: the debug/experiment overlay given is for {owner}, not {entry_point}")
+
+
+def read_number(cfg: Mapping[str, Any], key: str, kind: type = int, minimum: float | None = None) -> Any:
+    """The value at dotted `key` of `cfg` as `kind` (int or float), at least `minimum`; a one-line error
+    naming the key otherwise (a raw `int('abc')` error would not say which setting was wrong)."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = value[part]
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        number = kind(value)
+        if kind is int and number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    if minimum is not None and not number >= minimum:
+        raise ValueError(f"{key}={value!r}: must be at least {minimum}")
+    return number

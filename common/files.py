@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+LOW_SPACE_BYTES = 1 << 20
+"""Free space under which a failed write is reported as a full disk (torch reports ENOSPC as its own error)."""
+
+
+def write_failure(path: Path, error: BaseException) -> OSError:
+    """A one-line OSError saying why `path` could not be written, in words (not a library's internals)."""
+    number = getattr(error, "errno", None)
+    try:
+        full = number == errno.ENOSPC or shutil.disk_usage(_existing_parent(path)).free < LOW_SPACE_BYTES
+    except OSError:
+        full = False
+    reasons = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "a folder on its path is a file",
+        errno.EEXIST: "a folder on its path is a file",
+        errno.EISDIR: "it is a folder",
+    }
+    if full:
+        number, reason = errno.ENOSPC, f"no space left on the device holding {_existing_parent(path)}"
+    else:
+        reason = reasons.get(number) or (os.strerror(number) if number else str(error).splitlines()[0])
+    return OSError(number or errno.EIO, f"cannot write {path}: {reason}")
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing folder at or above `path`'s parent."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write `path` through `write(file)` into a temporary sibling, fsync it, then rename it in place.
 
     A crash, a kill or a full disk leaves either the old file or the new one, never a truncated one;
-    the temporary file is removed on failure.
+    the temporary file is removed on failure. A failure of the file system (full disk, permissions, a file
+    where a folder should be) is raised as a one-line OSError naming `path` and the reason.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise write_failure(path, error) from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -27,7 +66,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        # torch.save reports a full disk as a RuntimeError of its own: recognised by the free space left.
+        failure = write_failure(path, error) if isinstance(error, OSError | RuntimeError) else None
+        if failure is not None and (isinstance(error, OSError) or failure.errno == errno.ENOSPC):
+            raise failure from None
         raise
     return path

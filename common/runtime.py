@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,39 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if not use_bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGTERM/SIGINT while active: a loop checks `requested`, finishes its step, checkpoints and stops;
+    `signum` says which signal asked, so the process can exit with 128 + signum like a killed one."""
+
+    signum: int | None = None
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class StoppedEarly(Exception):
+    """A run stopped by SIGTERM/SIGINT after checkpointing: not an error, not a finished run either."""
+
+    def __init__(self, signum: int, where: str, resume: str) -> None:
+        super().__init__(f"stopped early by {signal.Signals(signum).name} at {where}; resume with: {resume}")
+        self.exit_status = 128 + signum
 
 
 def seed_everything(seed: int) -> None:

@@ -19,6 +19,9 @@ GL_LIBRARIES: dict[str, tuple[str, ...]] = {
     "osmesa": ("libOSMesa.so", "libOSMesa.so.8", "libOSMesa.so.6"),
 }
 
+MUJOCO_BACKENDS = ("egl", "osmesa", "glfw")
+"""The values of MUJOCO_GL that MuJoCo's Python bindings accept."""
+
 # Debian/Ubuntu packages that provide each backend, named in the error message.
 DEBIAN_PACKAGES: dict[str, str] = {"egl": "libegl1 libgl1-mesa-dri", "osmesa": "libosmesa6"}
 
@@ -51,10 +54,19 @@ def probe_gl_backend(libraries: Mapping[str, Sequence[str]] = GL_LIBRARIES) -> s
 def configure_mujoco_gl(libraries: Mapping[str, Sequence[str]] = GL_LIBRARIES) -> str:
     """Return the MuJoCo GL backend to use, setting `MUJOCO_GL` to a working one if the user has not set it.
 
-    A user-set `MUJOCO_GL` (e.g. `glfw` on a desktop) is returned unchanged without probing anything.
+    A user-set `MUJOCO_GL` (e.g. `glfw` on a desktop) is kept; it must name a MuJoCo backend, and EGL or
+    OSMesa must have their library, otherwise one line says what is wrong (rather than a traceback from deep
+    inside dm_control's import).
     """
     user_choice = os.environ.get("MUJOCO_GL")
     if user_choice:
+        if user_choice not in MUJOCO_BACKENDS:
+            raise ValueError(
+                f"MUJOCO_GL={user_choice!r}: MuJoCo renders with one of {MUJOCO_BACKENDS}; unset it to "
+                "pick EGL or OSMesa automatically"
+            )
+        if user_choice in libraries:
+            probe_gl_backend({user_choice: libraries[user_choice]})  # its library must load, else one clear line
         return user_choice
     backend = probe_gl_backend(libraries)
     os.environ["MUJOCO_GL"] = backend

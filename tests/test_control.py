@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=control_tiny", "loop.max_episode_steps=5"]
 
 
-def srvp_control(run_dir: Path, *overrides: str) -> None:
+def srvp_control(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the console script (python -m agents.train where it is not installed) in a subprocess."""
     script = Path(sys.executable).with_name("srvp-control")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "agents.train"]
@@ -33,7 +33,9 @@ def srvp_control(run_dir: Path, *overrides: str) -> None:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -68,6 +70,18 @@ def test_smoke_run_then_exact_resume(tmp_path):
         assert torch.equal(batches[0][key], batches[1][key]), key
     steps = [line["step"] for line in metrics(resumed) if "train/return" in line]
     assert steps == [40, 80, 120]
+    # The resumed run changed loop.episodes: the config the first steps ran with is kept beside the new one.
+    assert "episodes: 1" in (resumed / "config.until_step_80.yaml").read_text()
+    assert "episodes: 2" in (resumed / "config.yaml").read_text()
+
+    # Another environment in the same run directory is refused in one line, and nothing is touched.
+    before = (resumed / "checkpoints" / "last.pt").read_bytes()
+    refused = srvp_control(resumed, "loop.episodes=3", "env=reacher-easy", check=False)
+    assert refused.returncode == 1
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("srvp-control: error: ") and "cartpole-swingup" in last_line
+    assert "reacher-easy" in last_line and "Traceback" not in refused.stderr
+    assert (resumed / "checkpoints" / "last.pt").read_bytes() == before
 
 
 @pytest.fixture(scope="module")

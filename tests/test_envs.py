@@ -202,9 +202,10 @@ def run_python(code: str, **env_overrides: str | None) -> subprocess.CompletedPr
 
 def test_gl_selection_honours_user_setting() -> None:
     code = "import os; from envs.rendering import configure_mujoco_gl as c; print(c(), os.environ['MUJOCO_GL'])"
-    result = run_python(code, MUJOCO_GL="osmesa")
+    # glfw (a desktop's choice) is kept as it is; egl/osmesa are kept too once their library loads.
+    result = run_python(code, MUJOCO_GL="glfw")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["osmesa", "osmesa"]
+    assert result.stdout.split() == ["glfw", "glfw"]
 
 
 def test_gl_selection_probes_when_unset() -> None:

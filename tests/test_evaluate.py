@@ -87,15 +87,6 @@ def srvp_eval(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_parse_dt_accepts_fractions():
-    assert evaluate.parse_dt(None) is None
-    assert evaluate.parse_dt(0.5) == 0.5
-    assert evaluate.parse_dt("1/3") == pytest.approx(1 / 3, abs=1e-15)
-    assert evaluate.parse_dt(1) == 1.0
-    with pytest.raises(ValueError, match="dt='a/b'"):
-        evaluate.parse_dt("a/b")
-
-
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

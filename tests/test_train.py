@@ -176,8 +176,12 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnis
     while (not metrics.exists() or not metrics.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=240)
-    assert process.returncode == 0
+    _, stderr = process.communicate(timeout=240)
+    # Not a finished run: 128 + SIGTERM, and one line saying where it stopped and how to resume.
+    assert process.returncode == 128 + signal.SIGTERM
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("srvp-train: stopped early by SIGTERM at step ")
+    assert f"resume with: srvp-train hydra.run.dir={run_dir}" in last_line
     stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
     assert 1 <= stopped_at <= 8
     run_train(run_dir, mnist_dir)

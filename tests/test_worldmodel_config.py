@@ -6,6 +6,7 @@ import pytest
 
 from tests.worldmodel_testing import tiny_config
 from worldmodel import SRVP, SRVPConfig
+from worldmodel.config import parse_step
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,12 @@ def test_from_dict_validates() -> None:
 
 def test_from_dict_accepts_a_partial_dict() -> None:
     assert SRVPConfig.from_dict({"y_dim": 50, "z_dim": 50}).y_dim == 50
+
+
+def test_steps_are_numbers_or_fractions() -> None:
+    assert parse_step(0.5) == 0.5 and parse_step(1) == 1.0
+    assert parse_step("1/3") == pytest.approx(1 / 3, abs=1e-15) and parse_step(" 1/4 ") == 0.25
+    for bad in ("a/b", "1/0", ""):
+        with pytest.raises(ValueError, match="dt="):
+            parse_step(bad)
+    assert SRVPConfig.from_dict({"dt": "1/3"}).dt == pytest.approx(1 / 3, abs=1e-15)

@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
 from video_pred.metrics.i3d import i3d_features, load_i3d
 from video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
 from worldmodel import load_model
+from worldmodel.config import parse_step
 
 LPIPS = "lpips"
 
@@ -53,14 +53,11 @@ def eval_defaults() -> DictConfig:
         return compose(config_name="eval")
 
 
-def parse_dt(value: float | int | str | None) -> float | None:
-    """Euler step from config: a number, a fraction such as '1/3' (exact on the command line), or None."""
-    if value is None:
-        return None
-    try:
-        return float(Fraction(str(value)))
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"dt={value!r}: expected a number or a fraction such as 1/3") from None
+def metric_names(value: Any) -> list[str]:
+    """`metrics=[psnr,ssim]` (a list) or `metrics=psnr` / `metrics=psnr,ssim` (a string) -> names."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return [str(name) for name in value]
 
 
 def build_metrics(names: list[str], device: torch.device, lpips_trunk: str | None) -> list[FrameMetric]:
@@ -106,12 +103,13 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise ValueError("ckpt_path is required: srvp-eval ckpt_path=/path/to/checkpoint.pt")
     started = time.perf_counter()
     device = resolve_device(cfg.device)
-    dt = parse_dt(cfg.dt)
-    metrics = build_metrics(list(cfg.metrics), device, cfg.lpips_trunk)
-    video_features = build_video_features(device) if cfg.fvd else None
+    dt = None if cfg.dt is None else parse_step(cfg.dt)
+    # The checkpoint and the data first: a wrong path is reported before metric networks are loaded.
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = data.dataset_section(payload["config"].get("dataset", {}), cfg.dataset)
     loader = build_test_loader(dataset_cfg, cfg, device)
+    metrics = build_metrics(metric_names(cfg.metrics), device, cfg.lpips_trunk)
+    video_features = build_video_features(device) if cfg.fvd else None
     mean_frame = mean_training_frame(data.build_dataset(dataset_cfg, "train")) if cfg.baselines else None
     torch.manual_seed(cfg.seed)
     result = run_best_of_n(
@@ -131,7 +129,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     higher_is_better = {metric.name: metric.higher_is_better for metric in metrics}
     report = {
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
         "checkpoint_step": payload.get("step"),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
@@ -238,7 +236,7 @@ def output_dir(cfg: DictConfig) -> Path:
         return Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         raise ValueError("out_dir cannot be shared by multirun jobs: choose hydra.sweep.dir=... instead")
-    return Path(cfg.out_dir)
+    return Path(cfg.out_dir).expanduser()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="eval")

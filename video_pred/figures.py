@@ -224,7 +224,7 @@ def make_figures(cfg: DictConfig) -> list[Path]:
             f"{clips.shape[1]} frames, {cond} conditioning)"
         )
     clips = clips[:, : cond + horizon]
-    return render(model, clips, clip_ids, cond, horizon, cfg, Path(cfg.out_dir))
+    return render(model, clips, clip_ids, cond, horizon, cfg, Path(cfg.out_dir).expanduser())
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="figures")

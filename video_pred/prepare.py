@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from video_pred.data.prepare_bair import prepare_bair
@@ -37,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output_folder(out: Path) -> None:
+    """Refuse an --out that is a file or lies under one, before any raw video is decoded."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point `srvp-prepare`."""
     parser = build_parser()
@@ -44,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     try:
+        check_output_folder(Path(args.out).expanduser())
         meta = PREPARERS[args.dataset](args.raw, args.out, workers=args.workers, seed=args.seed)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         sys.exit(f"srvp-prepare: error: {error}")
     counts = ", ".join(f"{split} {len(videos)}" for split, videos in meta["splits"].items())
     print(

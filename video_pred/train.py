@@ -15,9 +15,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from common.configs import write_run_config
+from common.configs import check_overlay, write_run_config
 from common.logger import RunLogger
-from common.runtime import seed_everything
+from common.runtime import StoppedEarly, seed_everything
 from video_pred.baselines import mean_training_frame
 from video_pred.data import build_dataset
 from video_pred.data.stream import training_loader
@@ -82,10 +82,12 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     )
     if not dist.is_main:
         trainer.fit(batches, preview_clips, val_clips, None)
+        stop_if_signalled(trainer, run_dir)
         return run_dir
     logger = RunLogger(run_dir, cfg.logger.enabled, resume_step=trainer.step if resume_from else None)
     try:
         last = trainer.fit(batches, preview_clips, val_clips, logger, mean_frame)
+        stop_if_signalled(trainer, run_dir)
         videos = final_preview(trainer, preview_clips, run_dir)
         logged = {"model": cfg.model, "trainer": cfg.trainer, "dataset": cfg.dataset, "seed": cfg.seed}
         logger.hparams(OmegaConf.to_container(OmegaConf.create(logged), resolve=True), trainer.final_metrics())
@@ -95,6 +97,17 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     if cfg.final_eval is not None:
         final_evaluation(cfg, last, run_dir / "eval")
     return run_dir
+
+
+def stop_if_signalled(trainer: Trainer, run_dir: Path) -> None:
+    """Raise StoppedEarly when a signal stopped the trainer (after its checkpoint): the process then exits with
+    128 + the signal's number, so a scheduler or script can tell it from a finished run."""
+    if trainer.stopped_by is not None:
+        raise StoppedEarly(
+            trainer.stopped_by,
+            f"step {trainer.step} (checkpoint {run_dir / 'checkpoints'})",
+            f"srvp-train hydra.run.dir={run_dir} with the same overrides",
+        )
 
 
 def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
@@ -115,7 +128,11 @@ def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("high")
     try:
+        check_overlay(cfg, "srvp-train")
         train(cfg)
+    except StoppedEarly as stopped:
+        print(f"srvp-train: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_status)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
         # One line naming the culprit; everything written so far (checkpoints, logs) is intact.
         sys.exit(f"srvp-train: error: {error}")

@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from common.checkpoints import restore_training, save_checkpoint
-from common.configs import config_changes
+from common.configs import config_changes, read_number
 from common.logger import RunLogger
 from common.media import side_by_side, write_video
 from common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
-from common.runtime import autocast, capture_rng_state, restore_rng_state, seed_everything
+from common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
 from video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from video_pred.protocol import FRAME_METRICS, run_best_of_n
 from worldmodel import SRVPConfig, load_checkpoint
@@ -48,26 +47,6 @@ def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], 
         return max(0.0, (decay_steps - decayed) / decay_steps)
 
     return factor
-
-
-@dataclass
-class StopRequest:
-    """Set by SIGTERM/SIGINT: the loop finishes the current step, checkpoints and returns."""
-
-    requested: bool = False
-    previous: dict[int, Any] = field(default_factory=dict)
-
-    def __enter__(self) -> StopRequest:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 VALIDATION_CLIP_BATCH, VALIDATION_CHUNK = 16, 20
@@ -110,6 +89,8 @@ class Trainer:
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
         self.host_group = host_group(self.dist)
         self.step = 0
+        self.stopped_by: int | None = None
+        """The signal that stopped `fit` early (after a checkpoint), or None."""
         self.best_val_psnr: float | None = None
         self.last_train_values: dict[str, float] = {}
         self.checkpoint_dir = run_dir / "checkpoints"
@@ -125,7 +106,7 @@ class Trainer:
     def resume_path(self) -> Path | None:
         """The explicit `ckpt_path`, else run_dir/checkpoints/last.pt when resuming is on and it exists."""
         if self.cfg.ckpt_path:
-            return Path(self.cfg.ckpt_path)
+            return Path(self.cfg.ckpt_path).expanduser()
         last = self.checkpoint_dir / "last.pt"
         return last if self.cfg.resume and last.exists() else None
 
@@ -286,6 +267,7 @@ class Trainer:
                         last = self.save("last", rank_rng)
                 progress.update(1)
                 if stop_now:
+                    self.stopped_by = stop.signum or signal.SIGTERM  # another rank's signal: report SIGTERM
                     break
         progress.close()
         return last
@@ -293,9 +275,17 @@ class Trainer:
     def _check_finite(self, averages: LossAverages) -> None:
         # All ranks agree, so every one of them stops with this error rather than waiting for the others.
         if any_rank(averages.any_nonfinite(), self.host_group):
+            last = self.checkpoint_dir / "last.pt"
+            restart = (
+                f"resume from {last}"
+                if last.exists()
+                else f"restart from {self.cfg.ckpt_path}"
+                if self.cfg.ckpt_path
+                else "restart the run"
+            )
             raise NonFiniteLossError(
-                f"the loss became NaN/inf before step {self.step}; nothing was saved after it. Resume from "
-                f"{self.checkpoint_dir / 'last.pt'} with a lower trainer.optimizer.lr or check the data"
+                f"the loss became NaN/inf before step {self.step}; nothing was saved after it: {restart} with a "
+                "lower trainer.optimizer.lr (the new value applies from there) or check the data"
             )
 
 
@@ -314,22 +304,33 @@ def first_clips(dataset: Dataset, count: int) -> torch.Tensor:
 
 
 def check_budget(cfg: DictConfig) -> None:
-    """Reject trainer values that cannot run, naming the key."""
-    trainer = cfg.trainer
+    """Reject trainer and clip-length values that cannot run, naming the key, before anything starts."""
     for key in ("batch_size", "log_every", "video_every", "ckpt_every"):
-        if int(trainer[key]) < 1:
-            raise ValueError(f"trainer.{key}={trainer[key]}: must be a positive integer")
-    if (
-        int(trainer.steps) < 0
-        or int(trainer.lr_decay_steps) < 0
-        or int(trainer.steps) + int(trainer.lr_decay_steps) < 1
-    ):
+        read_number(cfg, f"trainer.{key}", int, minimum=1)
+    steps = read_number(cfg, "trainer.steps", int, minimum=0)
+    decay = read_number(cfg, "trainer.lr_decay_steps", int, minimum=0)
+    if steps + decay < 1:
         raise ValueError("trainer.steps + trainer.lr_decay_steps must be at least 1")
+    if cfg.trainer.max_steps is not None:
+        read_number(cfg, "trainer.max_steps", int, minimum=1)
+    trainer = cfg.trainer
     if trainer.val_frames not in ("all", "predicted"):
         raise ValueError(f"trainer.val_frames={trainer.val_frames!r}: expected all or predicted")
     if trainer.sync_batchnorm not in ("auto", True, False):
         raise ValueError(f"trainer.sync_batchnorm={trainer.sync_batchnorm!r}: expected auto, true or false")
-    if trainer.val_every and (int(trainer.val_clips) < 1 or int(trainer.val_samples) < 1):
-        raise ValueError("trainer.val_clips and trainer.val_samples must be positive when trainer.val_every is set")
-    if not math.isfinite(float(trainer.optimizer.lr)) or float(trainer.optimizer.lr) <= 0:
+    if trainer.val_every:
+        for key in ("val_every", "val_clips", "val_samples"):
+            read_number(cfg, f"trainer.{key}", int, minimum=1)
+    lr = read_number(cfg, "trainer.optimizer.lr", float)
+    if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"trainer.optimizer.lr={trainer.optimizer.lr}: must be a positive number")
+    # A training clip must hold the frames y_1 and w are inferred from, and at least one transition.
+    needed = max(2, int(cfg.model.y1_frames), int(cfg.model.content_frames))
+    if read_number(cfg, "dataset.train_length", int) < needed:
+        raise ValueError(
+            f"dataset.train_length={cfg.dataset.train_length}: must be at least {needed} (model.y1_frames "
+            "and model.content_frames frames, and at least 2)"
+        )
+    read_number(cfg, "dataset.pred_frames", int, minimum=1)
+    conditioning = max(int(cfg.model.y1_frames), int(cfg.model.content_frames))
+    read_number(cfg, "dataset.cond_frames", int, minimum=conditioning)

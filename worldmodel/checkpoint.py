@@ -51,19 +51,25 @@ def checkpoint_payload(
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with `weights_only=True`; a one-line error names a missing or corrupt file."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        # torch's message spans lines and carries colour codes: keep its first line, as one line.
-        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
-        detail = lines[0] if lines else type(error).__name__
-        raise RuntimeError(f"checkpoint {path} is corrupt or not an srvp checkpoint: {detail}") from error
+        raise RuntimeError(f"checkpoint {path} is corrupt or not an srvp checkpoint: {_load_failure(error)}") from None
     if not isinstance(payload, dict) or "model_config" not in payload or "model" not in payload:
         raise RuntimeError(f"checkpoint {path} is not an srvp checkpoint (no model_config/model entries)")
     return payload
+
+
+def _load_failure(error: Exception) -> str:
+    """What went wrong in torch.load, on one line, without torch's advice to load untrusted files unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain containers (not loadable with weights_only=True)"
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SRVP, dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 ARCHITECTURES = ("dcgan", "vgg")
@@ -50,7 +51,8 @@ class SRVPConfig:
     use_content: bool = True
     """Use the content variable w; False decodes from y alone (classic state-space model)."""
     dt: float = 1.0
-    """Training Euler step; 1/dt must be a positive integer (only the residual transition takes dt < 1)."""
+    """Training Euler step; 1/dt must be a positive integer (only the residual transition takes dt < 1).
+    `from_dict` also reads a fraction such as '1/3'."""
     f_gain: float = 1.41
     """Gain of the orthogonal initialisation of the transition MLP."""
     nu: float = 1.0
@@ -123,7 +125,18 @@ class SRVPConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{key: (dict(value) if key == "heads" else value) for key, value in values.items()}).validate()
+        converted = {key: (dict(value) if key == "heads" else value) for key, value in values.items()}
+        if "dt" in converted:
+            converted["dt"] = parse_step(converted["dt"])
+        return cls(**converted).validate()
+
+
+def parse_step(value: float | int | str) -> float:
+    """An Euler step given as a number or as a fraction such as '1/3' (exact on a command line), as float."""
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"dt={value!r}: expected a number or a fraction such as 1/3") from None
 
 
 def substeps(dt: float) -> int:

@@ -73,8 +73,16 @@ FRAME_SIZE = 64
 
 
 def to_unit_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 frames in [0, 255] -> float in [0, 1]; float frames are passed through."""
-    return frames.float().div_(255) if frames.dtype == torch.uint8 else frames
+    """uint8 frames in [0, 255] -> float in [0, 1]; float frames, checked to lie in [0, 1], are passed through
+    (a float frame in [0, 255] or [-1, 1] would silently train on a wrong scale)."""
+    if frames.dtype == torch.uint8:
+        return frames.float().div_(255)
+    if not frames.is_floating_point():
+        raise ValueError(f"frames must be uint8 in [0, 255] or float in [0, 1], got {frames.dtype}")
+    low, high = torch.aminmax(frames)
+    if low < 0 or high > 1:
+        raise ValueError(f"float frames must lie in [0, 1], got values in [{low.item():.4g}, {high.item():.4g}]")
+    return frames
 
 
 class SRVP(nn.Module):
@@ -357,6 +365,8 @@ class SRVP(nn.Module):
         (the last conditioning frame in eval mode), shared by its samples.
         """
         cfg = self.config
+        if num_samples < 1 or horizon < 0:
+            raise ValueError(f"predict needs num_samples >= 1 and horizon >= 0, got {num_samples} and {horizon}")
         batch, cond_length = cond_frames.shape[:2]
         encoded = self.encode(cond_frames)
         # One skip per clip, shared by its samples (never copied num_samples times: gigabytes for VGG models at

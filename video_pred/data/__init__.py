@@ -68,18 +68,22 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | No
         if OmegaConf.is_missing(dataset, "root") or dataset.root is None:
             raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
         if split == "train":
-            return PreparedVideos(dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed)
+            return PreparedVideos(
+                dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed, dataset=dataset.name
+            )
         if split == "val":
             # The official KTH validation uses 30-frame clips (10 + 20), shorter than its 40-frame test clips.
             val_length = int(dataset.get("val_length") or test_length)
-            return PreparedVideos(dataset.root, "val", val_length, epoch_size=size, seed=VALIDATION_SEED)
-        return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True)
+            return PreparedVideos(
+                dataset.root, "val", val_length, epoch_size=size, seed=VALIDATION_SEED, dataset=dataset.name
+            )
+        return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True, dataset=dataset.name)
     raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
 
 
 def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int, val_size: int | None) -> Dataset:
     """Moving MNIST: training/validation digits are a fixed 95/5 split of MNIST train; test uses MNIST test."""
-    cache_dir = Path(dataset.cache_dir)
+    cache_dir = Path(dataset.cache_dir).expanduser()
     deterministic, num_digits = bool(dataset.deterministic), int(dataset.num_digits)
     if split == "test":
         if dataset.get("test_file"):

@@ -126,7 +126,7 @@ def download_mnist(split: str, cache_dir: str | Path, mirrors: tuple[str, ...] =
 
     Each file is verified before it is written atomically, so an interrupted download leaves nothing.
     """
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(cache_dir).expanduser()
     for name in _split_files(split):
         if _locate(cache_dir, name) is None:
             payload = _fetch(name, mirrors)
@@ -162,7 +162,7 @@ def load_mnist(
     `verify_md5` is off (a local folder of other digits in the idx format, e.g. tests' tiny files).
     """
     images_name, labels_name = _split_files(split)
-    folder = download_mnist(split, cache_dir) if source is None else Path(source)
+    folder = download_mnist(split, cache_dir) if source is None else Path(source).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST source folder {folder} does not exist")
     images, images_path = _read_verified(folder, images_name, verify_md5)

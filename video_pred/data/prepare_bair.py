@@ -57,7 +57,7 @@ def find_bair_records(raw: str | Path) -> tuple[list[BAIRRecord], dict[str, str]
     Returns the records and `{file: reason}` for truncated or corrupt files, whose complete records
     before the damage are kept.
     """
-    raw = Path(raw)
+    raw = Path(raw).expanduser()
     if not raw.is_dir():
         raise FileNotFoundError(f"BAIR raw folder {raw} does not exist")
     root = _raw_root(raw)

@@ -58,7 +58,7 @@ def find_human36m_videos(
     raw: str | Path, crop_box: tuple[int, int, int, int] = CROP_BOX, subsample: int = SUBSAMPLE
 ) -> list[HumanVideo]:
     """List the usable Human3.6M videos of the train and test subjects under `raw`."""
-    raw = Path(raw)
+    raw = Path(raw).expanduser()
     if not raw.is_dir():
         raise FileNotFoundError(f"Human3.6M raw folder {raw} does not exist")
     videos = []

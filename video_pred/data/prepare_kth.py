@@ -76,7 +76,7 @@ def find_kth_videos(raw: str | Path) -> tuple[list[KTHVideo], dict[str, str]]:
 
     Returns the videos and `{zip path: reason}` for zips that cannot be opened.
     """
-    raw = Path(raw)
+    raw = Path(raw).expanduser()
     if not raw.is_dir():
         raise FileNotFoundError(f"KTH raw folder {raw} does not exist")
     found: dict[str, KTHVideo] = {}

@@ -35,6 +35,8 @@ from worldmodel.model import FRAME_SIZE
 
 LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"
+CLAIM_NAME = ".srvp-prepare.json"
+"""Written first into an output folder: the dataset it is being prepared for (meta.json comes last)."""
 SPLITS = ("train", "val", "test")
 OPEN_MAPS = 1024  # memory maps a PreparedVideos keeps open per process
 
@@ -135,7 +137,8 @@ def prepare_videos(
     truncated record file). `test_clip_count=None` makes every test video one clip from frame 0 (BAIR);
     otherwise that many seeded random clips of `test_clip_length` frames are drawn.
     """
-    out = Path(out)
+    out = Path(out).expanduser()
+    claim_output_folder(out, dataset)
     ids = [(v.split, v.video_id) for v in videos]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
@@ -191,14 +194,33 @@ def prepare_videos(
     return meta
 
 
+def claim_output_folder(out: Path, dataset: str) -> None:
+    """Mark `out` as holding `dataset` before anything is written into it, refusing a folder that holds (or
+    started to hold) another dataset: its meta.json would be replaced and the videos of both mixed."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    for marker in (out / META_NAME, out / CLAIM_NAME):
+        if marker.is_file():
+            try:
+                found = json.loads(marker.read_text(encoding="utf-8")).get("dataset")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                raise ValueError(f"{marker} is unreadable: is {out} a prepared dataset? Choose another --out") from None
+            if found != dataset:
+                raise ValueError(
+                    f"--out {out} already holds a prepared {found} dataset: choose another folder for {dataset}"
+                )
+    atomic_write(out / CLAIM_NAME, lambda file: file.write(json.dumps({"dataset": dataset}).encode("utf-8")))
+
+
 def _count(progress: tqdm, result: tuple[int, str | None]) -> tuple[int, str | None]:
     progress.update()
     return result
 
 
-def load_meta(root: str | Path) -> dict[str, Any]:
-    """Read and check `meta.json` of a prepared folder, with a one-line error for a wrong folder."""
-    root = Path(root)
+def load_meta(root: str | Path, dataset: str | None = None) -> dict[str, Any]:
+    """Read and check `meta.json` of a prepared folder (holding `dataset` when given), with a one-line error
+    for a wrong folder."""
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"prepared dataset folder {root} does not exist: run `srvp-prepare` first")
     meta_path = root / META_NAME
@@ -212,6 +234,11 @@ def load_meta(root: str | Path) -> dict[str, Any]:
         raise ValueError(f"{meta_path} is not valid JSON ({error}): prepare the dataset again") from error
     if not isinstance(meta, dict) or meta.get("format") != LAYOUT_FORMAT:
         raise ValueError(f"{meta_path} is not a {LAYOUT_FORMAT} file: prepare the dataset again")
+    if dataset is not None and meta.get("dataset") != dataset:
+        raise ValueError(
+            f"{root} holds a prepared {meta.get('dataset')} dataset, not {dataset}: use "
+            f"dataset={meta.get('dataset')} or give the folder prepared for {dataset}"
+        )
     return meta
 
 
@@ -237,9 +264,10 @@ class PreparedVideos(torch.utils.data.Dataset):
         fixed_clips: bool = False,
         epoch_size: int | None = None,
         seed: int = 0,
+        dataset: str | None = None,
     ) -> None:
-        self.root = Path(root)
-        meta = load_meta(self.root)
+        self.root = Path(root).expanduser()
+        meta = load_meta(self.root, dataset)
         if split not in meta["splits"]:
             expected = sorted(meta["splits"])
             raise ValueError(f"unknown split {split!r} for {self.root}: expected one of {expected}")

