@@ -204,7 +204,7 @@ def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.En
     if max_episode_steps:
         kwargs["max_episode_steps"] = int(max_episode_steps)
     if env_cfg.get("kind", "dmc") == "gym":
-        gym_kwargs = OmegaConf.to_container(env_cfg.make_kwargs, resolve=True)
+        gym_kwargs = None if env_cfg.make_kwargs is None else OmegaConf.to_container(env_cfg.make_kwargs, resolve=True)
         return envs.make_gym_env(
             env_cfg.id,
             pixels=env_cfg.pixels,

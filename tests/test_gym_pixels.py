@@ -143,6 +143,10 @@ def test_gymnasium_env_checker_passes(env_id, make_kwargs):
 def test_the_loop_builds_either_kind_of_environment_from_its_config():
     with initialize_config_module("configs", version_base="1.3"):
         gym_cfg = compose("control", overrides=["env=gym", "env.id=Reacher-v5", "run_dir=unused"])
+        sized_cfg = compose(
+            "control",
+            overrides=["env=gym", "env.id=Reacher-v5", "env.make_kwargs={width: 64, height: 64}", "run_dir=x"],
+        )
         dmc_cfg = compose("control", overrides=["run_dir=unused"])
     assert gym_cfg.env.name == "Reacher-v5"
     env = make_env(gym_cfg.env, max_episode_steps=2)
@@ -152,6 +156,9 @@ def test_the_loop_builds_either_kind_of_environment_from_its_config():
     assert info["sim_steps"] == 2 and not truncated
     *_, truncated, info = env.step(np.zeros(2))
     assert truncated and info["sim_steps"] == 4
+    env.close()
+    env = make_env(sized_cfg.env, max_episode_steps=None)  # MuJoCo renders at 64x64: no resize needed
+    assert env.reset(seed=0)[0].shape == (64, 64, 3) and env.unwrapped.wrapped.unwrapped.width == 64
     env.close()
     env = make_env(dmc_cfg.env, max_episode_steps=None)
     assert env.unwrapped.task_name == "cartpole-swingup" and env.unwrapped.action_repeat == 8
