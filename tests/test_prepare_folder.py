@@ -1,7 +1,8 @@
 """`srvp-prepare folder` on real files written by PyAV and PIL in several containers and codecs (mp4/h264,
 avi/mjpeg, mkv/mpeg4, webm/vp9, mov/mpeg4, gif, lossless avi), with variable-frame-rate files, a corrupt and
 a short file and nested folders; every option is checked against frames decoded separately and processed
-with PIL by the test itself; then a tiny `srvp-train dataset=folder` run and an srvp-eval check on it."""
+with PIL by the test itself; then a tiny `srvp-train dataset=folder` run, and srvp-eval and srvp-figures on
+its checkpoint."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from video_pred.data import build_dataset, dataset_defaults
 from video_pred.data.prepare_folder import FolderVideo, FrameOptions, prepare_folder
 from video_pred.data.prepared import load_meta
 from video_pred.evaluate import eval_defaults, evaluate
+from video_pred.figures import make_figures
 from video_pred.prepare import main
 from video_pred.train import train
 from worldmodel import load_model
@@ -273,7 +275,7 @@ def test_cli_options_and_one_line_errors(raw_folder, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_folder_trains_through_srvp_train_and_evaluates(tmp_path):
+def test_folder_trains_through_srvp_train_then_evaluates_and_draws(tmp_path):
     raw = tmp_path / "raw"
     rng = np.random.default_rng(0)
     for index in range(5):
@@ -318,3 +320,13 @@ def test_folder_trains_through_srvp_train_and_evaluates(tmp_path):
     assert report["num_clips"] == 2 and report["num_samples"] == 2
     assert set(report["metrics"]) == {"psnr", "ssim"} and np.isfinite(report["metrics"]["psnr"]["mean"])
     assert (tmp_path / "eval" / "eval.json").is_file()
+
+    # srvp-figures on it: the checkpoint's folder test clips, up-sampled at dt = 1/2
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        figures_cfg = compose(
+            config_name="figures",
+            overrides=[f"ckpt_path={run_dir / 'checkpoints' / 'last.pt'}", f"out_dir={tmp_path / 'figures'}"]
+            + ["figure=upsample", "clips=[0]", "upsample_rates=[2]", "formats=[]", "device=cpu"],
+        )
+    GlobalHydra.instance().clear()
+    assert [path.name for path in make_figures(figures_cfg)] == ["upsample_clip0_x2.png"]
