@@ -213,15 +213,22 @@ class Progress:
 
 
 def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
-    """The configured pixel environment, optionally with shorter episodes (smoke tests)."""
-    kwargs: dict[str, Any] = {
-        "action_repeat": env_cfg.action_repeat,
-        "camera_id": env_cfg.camera_id,
-        "size": env_cfg.size,
-    }
+    """The configured pixel environment, a dm_control task or (`kind: gym`, configs/env/gym.yaml) any gymnasium
+    environment, optionally with shorter episodes (smoke tests)."""
+    kwargs: dict[str, Any] = {"action_repeat": env_cfg.action_repeat, "size": env_cfg.size}
     if max_episode_steps:
         kwargs["max_episode_steps"] = int(max_episode_steps)
-    return envs.make_env(env_cfg.name, **kwargs)
+    if env_cfg.get("kind", "dmc") == "gym":
+        gym_kwargs = None if env_cfg.make_kwargs is None else OmegaConf.to_container(env_cfg.make_kwargs, resolve=True)
+        return envs.make_gym_env(
+            env_cfg.id,
+            pixels=env_cfg.pixels,
+            crop=env_cfg.crop,
+            max_sim_steps=env_cfg.max_sim_steps,
+            make_kwargs=gym_kwargs,
+            **kwargs,
+        )
+    return envs.make_env(env_cfg.name, camera_id=env_cfg.camera_id, **kwargs)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -1,4 +1,5 @@
-"""dm_control suite tasks as pixel-observation gymnasium environments (knows nothing of models).
+"""dm_control suite tasks, and any gymnasium environment with a Box action space, as pixel-observation
+gymnasium environments (knows nothing of models).
 
 Importing the package registers PlaNet's six tasks as `srvp/<domain>-<task>-v0` (idempotently); any other
 suite task is registered on demand by `make_env` / `make_vector_env` or `register_task`. dm_control itself
@@ -17,6 +18,7 @@ from envs.dmc import (
     register_task,
     scale_action,
 )
+from envs.gym_pixels import GymPixelEnv, make_gym_env
 from envs.rendering import configure_mujoco_gl, probe_gl_backend
 
 for _task in PLANET_TASKS:
@@ -25,11 +27,13 @@ for _task in PLANET_TASKS:
 __all__ = [
     "PLANET_TASKS",
     "DMCEnv",
+    "GymPixelEnv",
     "configure_mujoco_gl",
     "default_action_repeat",
     "default_camera_id",
     "env_id",
     "make_env",
+    "make_gym_env",
     "make_vector_env",
     "probe_gl_backend",
     "register_task",

@@ -1,4 +1,5 @@
-"""Datasets of the four benchmarks behind one factory: every split yields uint8 clips (T, C, 64, 64).
+"""Datasets of the four benchmarks and of a user's own prepared videos (`folder`) behind one factory: every
+split yields uint8 clips (T, C, 64, 64).
 
 Training splits are endless streams of random clips, item i being a pure function of (seed, i), so a
 resumed run sees the same batches; `val` and `test` splits are fixed clips of cond_frames + pred_frames.
@@ -14,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from video_pred.data.mnist import load_mnist
-from video_pred.data.prepared import PreparedVideos
+from video_pred.data.prepared import PreparedVideos, load_meta
 from video_pred.data.smmnist import (
     FixedClips,
     StochasticMovingMNIST,
@@ -25,7 +26,7 @@ from video_pred.data.smmnist import (
 )
 
 MNIST_DATASETS = ("smmnist", "mmnist_deterministic")
-PREPARED_DATASETS = ("kth", "human36m", "bair")
+PREPARED_DATASETS = ("kth", "human36m", "bair", "folder")
 SPLITS = ("train", "val", "test")
 VALIDATION_SEED = 7
 """Seed of the fixed validation clips (independent of the run seed, so runs are compared on the same clips)."""
@@ -67,6 +68,8 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | No
     if dataset.name in PREPARED_DATASETS:
         if OmegaConf.is_missing(dataset, "root") or dataset.root is None:
             raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
+        if dataset.get("channels") is not None:
+            _check_channels(dataset.root, int(dataset.channels))
         if split == "train":
             return PreparedVideos(
                 dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed, dataset=dataset.name
@@ -79,6 +82,15 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | No
             )
         return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True, dataset=dataset.name)
     raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
+
+
+def _check_channels(root: str, channels: int) -> None:
+    """One line when a prepared folder's colour does not match the configured one (`folder`: --grey or not)."""
+    stored = int(load_meta(root)["channels"])
+    if stored != channels:
+        raise ValueError(
+            f"dataset.channels={channels} but {root} holds {stored}-channel videos: set dataset.channels={stored}"
+        )
 
 
 def _moving_mnist(dataset: DictConfig, split: str, seed: int, test_length: int, val_size: int | None) -> Dataset:
