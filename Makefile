@@ -43,7 +43,7 @@ os-libs:
 	else echo "warning: install libegl1 libgl1-mesa-dri (or libosmesa6) for headless rendering"; fi
 
 train: install
-	$(PY) -m video_pred.train experiment=cpu_smmnist $(MNIST_ARG) $(TRAIN_ARGS)
+	$(PY) -m video_pred.train experiment=cpu_mmnist $(MNIST_ARG) $(TRAIN_ARGS)
 
 # One BLAS/OpenMP thread per test process: the suite runs one xdist worker per core.
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -62,7 +62,7 @@ def test_dataset_overlay_sets_the_paper_hyper_parameters(name):
 
 
 @pytest.mark.parametrize("name", DATASETS)
-@pytest.mark.parametrize("overlay", ["debug=tiny", "experiment=cpu_smmnist"])
+@pytest.mark.parametrize("overlay", ["debug=tiny", "experiment=cpu_mmnist"])
 def test_every_dataset_and_overlay_instantiates_model_and_optimizer(name, overlay):
     cfg = compose_train(*dataset_overrides(name), overlay)
     model = SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)))

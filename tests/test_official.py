@@ -326,11 +326,18 @@ def test_cli_writes_an_evaluable_checkpoint(tmp_path, capsys) -> None:
     )
     assert capsys.readouterr().out.strip() == str(tmp_path / "ours.pt")
     model, payload = load_model(tmp_path / "ours.pt")
-    assert payload["config"]["dataset"] == {"name": "kth", "cond_frames": 10, "pred_frames": 30}
+    assert payload["config"]["dataset"] == {"name": "kth", "cond_frames": 10}
     assert payload["config"]["official"]["args"]["nt_inf"] == 2
     assert torch.equal(model.state_dict()["decoder.blocks.3.weight"], state["decoder.conv.3.weight"])
     direct = load_official(tmp_path / "model.pt", tmp_path / "config.json")
     assert torch.equal(direct.state_dict()["prior.6.weight"], state["p_z.module.3.1.weight"])
+
+
+def merged_pred_frames(section: dict) -> int:
+    """The predicted length srvp-eval uses for a converted checkpoint's dataset section."""
+    from video_pred.data import dataset_section as evaluation_section
+
+    return evaluation_section(section, {})["pred_frames"]
 
 
 def test_dataset_section_names_our_benchmark() -> None:
@@ -340,9 +347,12 @@ def test_dataset_section_names_our_benchmark() -> None:
         "num_digits": 2,
         "deterministic": True,
         "cond_frames": 5,
-        "pred_frames": 95,
     }
     assert dataset_section({"dataset": "human", "nt_cond": 8}) == {"name": "human36m", "cond_frames": 8}
+    # seq_len_test is the official validation length (30 for KTH): the test protocol's 10 + 30 frames come
+    # from our dataset config, not from it.
+    kth = dataset_section({"dataset": "kth", "nt_cond": 10, "seq_len_test": 30})
+    assert "pred_frames" not in kth and merged_pred_frames(kth) == 30
 
 
 def test_cli_reports_bad_files_in_one_line(tmp_path, capsys) -> None:

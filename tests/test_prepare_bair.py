@@ -36,6 +36,10 @@ def write_tfrecords(path: Path, seeds: list[int]) -> tuple[dict[int, np.ndarray]
     return frames, path.read_bytes()
 
 
+def stored_split(meta: dict, video_id: str) -> str:
+    return next(split for split, videos in meta["splits"].items() if video_id in videos)
+
+
 def test_prepare_bair(tmp_path: Path) -> None:
     root = tmp_path / "raw" / "softmotion30_44k"  # the folder the tar extracts; its parent is given
     expected = {}
@@ -64,13 +68,19 @@ def test_prepare_bair(tmp_path: Path) -> None:
     assert "traj_9_to_11.tfrecords" in messages and "traj_5_to_6.tfrecords#1" in messages
     assert sorted(Path(name).name for name in meta["skipped"]) == ["traj_5_to_6.tfrecords#1", "traj_9_to_11.tfrecords"]
 
-    stored_ids = {(split, vid) for split, videos in meta["splits"].items() for vid in videos}
-    assert stored_ids == set(expected)
-    assert meta["splits"]["val"] == {} and meta["channels"] == 3
-    for (split, video_id), aux in expected.items():
-        stored = np.load(out / split / f"{video_id}.npy")
-        assert stored.shape == (EPISODE_FRAMES, 3, 64, 64)
-        np.testing.assert_array_equal(stored, aux.transpose(0, 3, 1, 2))  # image_aux1, not image_main
+    # As the official code: 5% of the training videos (here 1 of 6) held out for validation.
+    stored = {vid: split for split, videos in meta["splits"].items() for vid in videos}
+    assert set(stored) == {vid for _, vid in expected}
+    assert len(meta["splits"]["val"]) == 1 and meta["channels"] == 3
+    moved = next(iter(meta["splits"]["val"]))
+    assert ("train", moved) in expected
+    assert {vid for vid, split in stored.items() if split == "test"} == {
+        vid for split, vid in expected if split == "test"
+    }
+    for (_, video_id), aux in expected.items():
+        on_disk = np.load(out / stored_split(meta, video_id) / f"{video_id}.npy")
+        assert on_disk.shape == (EPISODE_FRAMES, 3, 64, 64)
+        np.testing.assert_array_equal(on_disk, aux.transpose(0, 3, 1, 2))  # image_aux1, not image_main
 
     # the test set is every test video from frame 0
     assert meta["test_clips"] == {"length": 30, "clips": [[vid, 0] for vid in sorted(meta["splits"]["test"])]}

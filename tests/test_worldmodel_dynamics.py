@@ -439,11 +439,30 @@ def test_all_substeps_contains_the_frame_predictions() -> None:
     frames = random_clips(1, 3)
     with torch.no_grad():
         torch.manual_seed(7)
-        per_frame = model.predict(frames, 3, num_samples=2, dt=0.5)
+        per_frame = model.predict(frames, 3, num_samples=2, dt=0.5, cond_dt=0.5)
         torch.manual_seed(7)
-        every_substep = model.predict(frames, 3, num_samples=2, dt=0.5, all_substeps=True)
+        every_substep = model.predict(frames, 3, num_samples=2, dt=0.5, all_substeps=True, cond_dt=0.5)
     assert every_substep.shape[2] == 2 * (3 + 3 - 1) + 1
     torch.testing.assert_close(every_substep[:, :, ::2], per_frame)
+
+
+def test_test_time_dt_changes_the_future_only() -> None:
+    """As the official test code: the conditioning frames' states are inferred with the training step (here
+    1), whatever step the future is predicted with."""
+    model = tiny_model()
+    frames = random_clips(1, 3)
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.mul_(30)  # an untrained decoder paints 0.5 everywhere: make frames depend on states
+        torch.manual_seed(3)
+        training_step = model.predict(frames, 2, num_samples=2)
+        torch.manual_seed(3)
+        finer_future = model.predict(frames, 2, num_samples=2, dt=0.25)
+        torch.manual_seed(3)
+        finer_everything = model.predict(frames, 2, num_samples=2, dt=0.25, cond_dt=0.25)
+    torch.testing.assert_close(finer_future[:, :, :3], training_step[:, :, :3])
+    assert not torch.allclose(finer_future[:, :, 3:], training_step[:, :, 3:])
+    assert not torch.allclose(finer_everything[:, :, :3], training_step[:, :, :3])
 
 
 def test_predict_accepts_float_frames_like_uint8() -> None:

@@ -80,7 +80,7 @@ def test_every_output_shape(arch: str, channels: int, skip: bool) -> None:
 def test_all_substeps_length(dt: float, expected: int) -> None:
     model = tiny_model()
     with torch.no_grad():
-        predicted = model.predict(random_clips(1, 5), 4, dt=dt, all_substeps=True)
+        predicted = model.predict(random_clips(1, 5), 4, dt=dt, all_substeps=True, cond_dt=dt)
     assert predicted.shape[2] == expected
 
 

@@ -108,6 +108,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = data.dataset_section(payload["config"].get("dataset", {}), cfg.dataset)
     loader = build_test_loader(dataset_cfg, cfg, device)
+    num_samples = int(cfg.num_samples if cfg.num_samples is not None else dataset_cfg.test_samples)
     metrics = build_metrics(metric_names(cfg.metrics), device, cfg.lpips_trunk)
     video_features = build_video_features(device) if cfg.fvd else None
     mean_frame = mean_training_frame(data.build_dataset(dataset_cfg, "train")) if cfg.baselines else None
@@ -117,7 +118,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         loader,
         cond_frames=dataset_cfg["cond_frames"],
         pred_frames=dataset_cfg["pred_frames"],
-        num_samples=cfg.num_samples,
+        num_samples=num_samples,
         metrics=metrics,
         dt=dt,
         sample_chunk=cfg.sample_chunk,
@@ -133,7 +134,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "checkpoint_step": payload.get("step"),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
-        "num_samples": cfg.num_samples,
+        "num_samples": num_samples,
         "num_clips": result.num_clips,
         "dt": dt if dt is not None else model.config.dt,
         "device": str(device),

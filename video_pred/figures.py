@@ -65,7 +65,7 @@ def upsample(
         if rate < 1:
             raise ValueError(f"upsample rate {rate}: must be a positive integer (dt = 1/rate)")
         torch.manual_seed(seed)
-        videos[rate] = model.predict(cond_frames, horizon, 1, dt=1 / rate, all_substeps=True)[:, 0]
+        videos[rate] = model.predict(cond_frames, horizon, 1, dt=1 / rate, all_substeps=True, cond_dt=1 / rate)[:, 0]
     return videos
 
 
@@ -79,7 +79,7 @@ def dt_sweep(model: SRVP, cond_frames: torch.Tensor, horizon: int, inverse_dts: 
         if inverse_dt < 1:
             raise ValueError(f"dt_sweep value {inverse_dt}: must be a positive integer n (dt = 1/n)")
         torch.manual_seed(seed)
-        rows.append(model.predict(cond_frames, horizon, 1, dt=1 / inverse_dt)[:, 0])
+        rows.append(model.predict(cond_frames, horizon, 1, dt=1 / inverse_dt, cond_dt=1 / inverse_dt)[:, 0])
     return torch.stack(rows, dim=1)
 
 

@@ -355,13 +355,16 @@ class SRVP(nn.Module):
         actions: torch.Tensor | None = None,
         prior_mean: bool = False,
         all_substeps: bool = False,
+        cond_dt: float | None = None,
     ) -> torch.Tensor:
         """Sample futures of conditioning clips (b k c h w).
 
         Each sample re-infers y_1 and z_2..z_k from their posteriors, then draws z from the prior for
-        `horizon` more frames. Returns (b, num_samples, k + horizon, c, h, w): reconstructions of the
-        conditioning frames then predictions; with `all_substeps`, every Euler state is decoded
-        ((k + horizon - 1) / dt + 1 frames), for frame-rate up-sampling. Skips come from one frame per clip
+        `horizon` more frames with Euler step `dt`. The conditioning frames' states are inferred with
+        `cond_dt`, by default the training step (as the official code: only the future changes frame rate).
+        Returns (b, num_samples, k + horizon, c, h, w): reconstructions of the conditioning frames then
+        predictions; with `all_substeps`, every Euler state is decoded ((k - 1) / cond_dt + horizon / dt + 1
+        frames), for frame-rate up-sampling. Skips come from one frame per clip
         (the last conditioning frame in eval mode), shared by its samples.
         """
         cfg = self.config
@@ -377,7 +380,7 @@ class SRVP(nn.Module):
         if actions is not None:
             actions = repeat(actions, "b t a -> (b n) t a", n=num_samples)
             cond_actions, future_actions = actions[:, : cond_length - 1], actions[:, cond_length - 1 :]
-        observation = self.observe(None, cond_actions, dt, encoded=expanded, skips=skips)
+        observation = self.observe(None, cond_actions, cond_dt, encoded=expanded, skips=skips)
         future = self.imagine(observation.states[:, -1], horizon, dt, actions=future_actions, prior_mean=prior_mean)
         if all_substeps:
             states = torch.cat([observation.rollout.states, future.states[:, 1:]], dim=1)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from video_pred.data.prepared import FRAME_SIZE, RawVideo, prepare_videos
+from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
 from video_pred.data.tfrecord import TFRecordError, iter_record_spans, parse_example, read_record
 
 FRAME_FEATURE = "{}/image_aux1/encoded"
@@ -90,11 +90,14 @@ def find_bair_records(raw: str | Path) -> tuple[list[BAIRRecord], dict[str, str]
 
 
 def prepare_bair(raw: str | Path, out: str | Path, *, workers: int = 1, seed: int = 42) -> dict[str, Any]:
-    """Prepare BAIR from `raw` into `out` (resumable); return the written metadata."""
+    """Prepare BAIR from `raw` into `out` (resumable); return the written metadata.
+
+    As the official code, 5% of the training videos are held out as a validation split, so training uses
+    the other 95%; the test split is the dataset's own."""
     records, damaged = find_bair_records(raw)
     return prepare_videos(
         "bair",
-        records,
+        assign_validation(records, VALIDATION_FRACTION, seed),
         out,
         channels=3,
         seed=seed,

@@ -43,7 +43,14 @@ from PIL import Image
 
 from common.files import atomic_write
 from video_pred.data.avdecode import iter_frames
-from video_pred.data.prepared import FRAME_SIZE, SPLITS, RawVideo, assign_validation, prepare_videos
+from video_pred.data.prepared import (
+    FRAME_SIZE,
+    SPLITS,
+    VALIDATION_FRACTION,
+    RawVideo,
+    assign_validation,
+    prepare_videos,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
 RESIZE_FILTERS: dict[str, Image.Resampling] = {
@@ -58,7 +65,6 @@ OPTIONS_NAME = "folder_options.json"
 ID_SEPARATOR = "__"
 TEST_CLIP_LENGTH = 40  # 10 conditioning + 30 predicted frames, as configs/dataset/folder.yaml
 TEST_CLIP_COUNT = 1000
-VAL_FRACTION = 0.05
 TEST_FRACTION = 0.1
 Crop = str | tuple[int, int, int, int]
 
@@ -266,7 +272,7 @@ def prepare_folder(
     resize_filter: str = "lanczos",
     grey: bool = False,
     min_frames: int | None = None,
-    val_fraction: float = VAL_FRACTION,
+    val_fraction: float = VALIDATION_FRACTION,
     test_fraction: float = TEST_FRACTION,
     split_file: str | Path | None = None,
     test_clip_count: int = TEST_CLIP_COUNT,
@@ -351,7 +357,7 @@ def add_folder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--filter", dest="resize_filter", choices=sorted(RESIZE_FILTERS), help="resize filter (lanczos)")
     group.add_argument("--grey", action="store_true", default=None, help="one grey channel instead of RGB")
     group.add_argument("--min-frames", type=int, help="skip shorter videos (default: the test clip length)")
-    group.add_argument("--val-fraction", type=float, help=f"seeded fraction for validation ({VAL_FRACTION})")
+    group.add_argument("--val-fraction", type=float, help=f"seeded fraction for validation ({VALIDATION_FRACTION})")
     group.add_argument("--test-fraction", type=float, help=f"seeded fraction of the videos for test ({TEST_FRACTION})")
     group.add_argument("--split-file", help="text file of '<train|val|test> <path under --raw>' lines")
     group.add_argument("--test-clips", dest="test_clip_count", type=int, help=f"fixed test clips ({TEST_CLIP_COUNT})")

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from video_pred.data.avdecode import iter_rgb_frames
-from video_pred.data.prepared import FRAME_SIZE, RawVideo, assign_validation, prepare_videos
+from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
 
 TRAIN_SUBJECTS = (1, 5, 6, 7, 8)
 TEST_SUBJECTS = (9, 11)
@@ -27,7 +27,6 @@ CROP_BOX = (100, 100, 900, 900)
 SUBSAMPLE = 8
 TEST_CLIP_LENGTH = 53
 TEST_CLIP_COUNT = 1000
-VAL_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def prepare_human36m(
     subsample: int = SUBSAMPLE,
     test_clip_count: int = TEST_CLIP_COUNT,
     test_clip_length: int = TEST_CLIP_LENGTH,
-    val_fraction: float = VAL_FRACTION,
+    val_fraction: float = VALIDATION_FRACTION,
 ) -> dict[str, Any]:
     """Prepare Human3.6M from `raw` into `out` (resumable); return the written metadata.
 

@@ -22,14 +22,13 @@ import numpy as np
 from PIL import Image
 
 from video_pred.data.avdecode import iter_rgb_frames
-from video_pred.data.prepared import FRAME_SIZE, RawVideo, assign_validation, prepare_videos
+from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 VIDEO_NAME = re.compile(rf"person(\d\d)_({'|'.join(ACTIONS)})_d(\d)_uncomp\.avi")
 LAST_TRAIN_PERSON = 20
 TEST_CLIP_LENGTH = 40
 TEST_CLIP_COUNT = 1000
-VAL_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def prepare_kth(
     seed: int = 42,
     test_clip_count: int = TEST_CLIP_COUNT,
     test_clip_length: int = TEST_CLIP_LENGTH,
-    val_fraction: float = VAL_FRACTION,
+    val_fraction: float = VALIDATION_FRACTION,
 ) -> dict[str, Any]:
     """Prepare KTH from `raw` into `out` (resumable); return the written metadata."""
     videos, unreadable = find_kth_videos(raw)

@@ -35,6 +35,8 @@ from worldmodel.model import FRAME_SIZE
 
 LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"
+VALIDATION_FRACTION = 0.05
+"""Share of the training videos held out for validation (the official code's 95/5 split, every dataset)."""
 CLAIM_NAME = ".srvp-prepare.json"
 """Written first into an output folder: the dataset it is being prepared for (meta.json comes last)."""
 SPLITS = ("train", "val", "test")
