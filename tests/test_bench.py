@@ -83,3 +83,53 @@ def test_gpu_check_names_missing_packages(tmp_path):
     assert (
         result.stderr.strip().splitlines()[-1].startswith("bench.gpu_check: error: missing Python packages: hydra-core")
     )
+
+
+@pytest.mark.slow
+def test_learning_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
+    """bench.learning: every variant evaluated at every step with the baselines, results kept on disk, and a
+    second call with one more step adds only that step (the runs resume from their checkpoints)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from mnist_files import write_fake_mnist
+
+    mnist = write_fake_mnist(tmp_path / "mnist")
+    out = tmp_path / "learning"
+    common = [
+        "--out",
+        str(out),
+        "--variants",
+        "residual",
+        "gru",
+        "--clips",
+        "2",
+        "--samples",
+        "1",
+        "--mnist-dir",
+        str(mnist),
+        "--device",
+        "cpu",
+        "debug=tiny",
+        "dataset.verify_md5=false",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+        "dataset.test_size=4",
+        "logger.enabled=false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for stops in (["1", "2"], ["1", "2", "3"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.learning", "--eval-at", *stops, *common],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = [(entry["variant"], entry["step"]) for entry in results["evaluations"]]
+    assert runs == [("residual", 1), ("gru", 1), ("residual", 2), ("gru", 2), ("residual", 3), ("gru", 3)]
+    assert all(0 < entry["psnr"] < 100 and -1 <= entry["ssim"] <= 1 for entry in results["evaluations"])
+    assert set(results["baselines"]) == {"black", "last_frame", "mean_frame"}
+    assert "| 3 | gru |" in (out / "results.md").read_text()
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["experiment"] == "cpu_mmnist"
