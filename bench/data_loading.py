@@ -70,14 +70,20 @@ def moving_mnist_rate(deterministic: bool, batches: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches per row")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="size of the synthetic prepared sets (1: 60 KTH-like, 600 BAIR-like videos)",
+    )
     args = parser.parse_args()
     rows = [
         (f"mmnist {kind} train", 15, 128, moving_mnist_rate(kind == "deterministic", args.batches))
         for kind in ("stochastic", "deterministic")
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        kth = build(Path(tmp) / "kth", channels=1, frames=300, videos=60, clip_length=40)
-        bair = build(Path(tmp) / "bair", channels=3, frames=30, videos=600, clip_length=30)
+        kth = build(Path(tmp) / "kth", channels=1, frames=300, videos=max(2, round(60 * args.scale)), clip_length=40)
+        bair = build(Path(tmp) / "bair", channels=3, frames=30, videos=max(2, round(600 * args.scale)), clip_length=30)
         for name, root, split, seq_len, batch, fixed in (
             ("kth-like train", kth, "train", 20, 100, False),
             ("kth-like test", kth, "test", 40, 100, True),

@@ -96,7 +96,7 @@ def main() -> None:
             )
             print(
                 f"{name:<8} {transition:<10} {1000 * seconds:>12.1f} {transitions / seconds:>14,.0f} "
-                f"{cpu_seconds:>15.1f}"
+                f"{cpu_seconds:>15.3g}"
             )
 
 

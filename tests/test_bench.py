@@ -1,9 +1,11 @@
-"""The bench scripts run (tiny sizes) and print their tables: they must not rot between GPU sessions."""
+"""The bench scripts run at tiny sizes and print tables of sane numbers: they must not rot between GPU
+sessions."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +18,10 @@ COMMANDS = {
     "train_step": ["-m", "bench.train_step", "--datasets", "smmnist", "--batch-sizes", "1", "--steps", "1"],
     "sampling": ["-m", "bench.sampling", "--datasets", "smmnist", "--clips", "1", "--samples", "2"],
     "planning": ["-m", "bench.planning", "--candidates", "8", "--iterations", "1", "--horizon", "2", "--repeats", "1"],
-    "data_loading": ["-m", "bench.data_loading", "--batches", "1"],
+    "data_loading": ["-m", "bench.data_loading", "--batches", "2", "--scale", "0.1"],
 }
+ROWS = {"train_step": ("smmnist", 3), "sampling": ("smmnist", 2), "planning": ("cpu", 2), "data_loading": ("", 6)}
+"""Script -> (how its data rows start, how many there are)."""
 
 
 @pytest.mark.slow
@@ -28,8 +32,19 @@ def test_bench_script_prints_a_table(name):
         [sys.executable, *COMMANDS[name]], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(lines) >= 2, result.stdout
+    prefix, count = ROWS[name]
+    lines = result.stdout.splitlines()
+    header = next(
+        index
+        for index, line in enumerate(lines)
+        if line.split() and line.split()[0] in ("setting", "device", "dataset")
+    )
+    rows = [line for line in lines[header + 1 :] if line.startswith(prefix) and line.strip()][:count]
+    assert len(rows) == count, result.stdout
+    for row in rows:
+        # Every measured quantity (times, rates, speed-ups, memory, shares) is a positive finite number.
+        numbers = [float(value.replace(",", "").rstrip("%x")) for value in re.findall(r"\d[\d,]*\.?\d*[%x]?", row)]
+        assert numbers and all(0 < value < float("inf") for value in numbers[-3:]), row
 
 
 @pytest.mark.slow

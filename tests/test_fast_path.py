@@ -105,16 +105,17 @@ def test_foreach_adam_update_equals_the_plain_update():
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_compiled_step_equals_the_eager_step(variant):
+def test_compiled_step_equals_the_eager_step():
     import torch._inductor.config as inductor_config
 
     # float64: inductor's fused float32 kernels (BatchNorm statistics in particular) round differently enough
     # to move the tiny VGG decoder's first-block gradients by ~8%; in float64 the compiled graph must compute
     # the eager step's function to rounding. The ELBO's noise is drawn with the eager RNG inside the compiled
     # graph (fallback_random), so both steps sample the same.
+    # One compile (about 30 s of C++ code generation on CPU): the VGG model with skips and dt = 1/2 runs every
+    # path the DCGAN one does (encoder, content, posteriors, residual rollout, factorised decoder) and more.
     with inductor_config.patch(fallback_random=True):
-        config = VARIANTS[variant]
+        config = VARIANTS["vgg_skip_half_step"]
         compiled = StepOptions(fused_optimizer=True, factorised_decoder=True, compile=True)
         reference = run_step(config, StepOptions(), dtype=torch.float64)
         assert step_mismatches(reference, run_step(config, compiled, dtype=torch.float64)) == []
