@@ -34,7 +34,7 @@ from agents.mpc import MPCController
 from agents.planner import SHIFT_FILLS, Planner
 from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
 from common.checkpoints import restore_training, save_checkpoint
-from common.configs import config_changes, read_number, write_run_config
+from common.configs import check_clip_length, config_changes, read_number, write_run_config
 from common.logger import RunLogger
 from common.media import side_by_side
 from common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
@@ -240,12 +240,7 @@ def check_config(cfg: DictConfig) -> None:
     for name in ("max_episode_steps", "buffer_capacity"):
         if cfg.loop[name] is not None:
             read_number(cfg, f"loop.{name}", int, minimum=1)
-    needed = max(2, int(cfg.world_model.y1_frames), int(cfg.world_model.content_frames))
-    if read_number(cfg, "loop.seq_len", int) < needed:
-        raise ValueError(
-            f"loop.seq_len={cfg.loop.seq_len}: must be at least {needed} (2, world_model.y1_frames "
-            "and world_model.content_frames)"
-        )
+    check_clip_length(cfg, "loop.seq_len", "world_model")
     read_number(cfg, "loop.exploration_noise", float, minimum=0)
     if cfg.grad_clip is not None:
         read_number(cfg, "grad_clip", float, minimum=0)

@@ -27,7 +27,9 @@ class StepOptions:
     fused_optimizer: bool = False
     """Adam with `fused=True` on CUDA, `foreach=True` on CPU."""
     compile: bool = False
-    """torch.compile the loss (inductor)."""
+    """torch.compile the loss."""
+    compile_backend: str = "inductor"
+    """torch.compile's backend: inductor (generated kernels), or aot_eager to check the traced graph cheaply."""
     bf16: bool = False
     """bf16 autocast for forward and backward (weights and optimiser stay float32)."""
     factorised_decoder: bool = False
@@ -38,7 +40,7 @@ class StepOptions:
     CUDA; no effect elsewhere)."""
 
     def label(self) -> str:
-        names = [name for name, on in vars(self).items() if on]
+        names = [name for name, on in vars(self).items() if on is True]
         return "+".join(names) if names else "eager fp32"
 
 
@@ -51,7 +53,7 @@ class TrainStep:
         self.model.decoder.factorised = options.factorised_decoder
         adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr}
         self.optimizer = build_optimizer(adam, self.model, device, options.fused_optimizer)
-        self.loss_fn = torch.compile(self.model) if options.compile else self.model
+        self.loss_fn = torch.compile(self.model, backend=options.compile_backend) if options.compile else self.model
         self.precision = "bf16" if options.bf16 else "fp32"
 
     def __call__(self, batch: torch.Tensor) -> ElboOutput:

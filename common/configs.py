@@ -67,3 +67,14 @@ def read_number(cfg: Mapping[str, Any], key: str, kind: type = int, minimum: flo
     if minimum is not None and not number >= minimum:
         raise ValueError(f"{key}={value!r}: must be at least {minimum}")
     return number
+
+
+def check_clip_length(cfg: Mapping[str, Any], key: str, model: str) -> None:
+    """The clip length at dotted `key` must hold the frames y_1 and w are inferred from (model section
+    `model`'s y1_frames and content_frames) and at least one transition; one line naming the key otherwise."""
+    needed = max(2, int(cfg[model]["y1_frames"]), int(cfg[model]["content_frames"]))
+    if read_number(cfg, key, int) < needed:
+        raise ValueError(
+            f"{key}={read_number(cfg, key, int)}: must be at least {needed} ({model}.y1_frames and "
+            f"{model}.content_frames frames, and at least 2)"
+        )

@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from common.checkpoints import save_checkpoint
 from common.runtime import resolve_device
+from tests.worldmodel_testing import SMALLEST
 from video_pred import evaluate
 from video_pred.data import dataset_section
 from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
@@ -53,19 +54,7 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
         test_clip_length=COND_FRAMES + PRED_FRAMES,
         test_clip_count=TEST_CLIPS,
     )
-    config = SRVPConfig(
-        filters=4,
-        code_dim=8,
-        y_dim=3,
-        z_dim=3,
-        content_dim=8,
-        inf_hidden=8,
-        fwd_hidden=8,
-        lstm_hidden=8,
-        y1_frames=2,
-        content_frames=2,
-        dt=0.5,
-    )
+    config = SRVPConfig(**SMALLEST, dt=0.5)
     dataset = {
         "name": "kth",
         "root": str(root / "moved"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.worldmodel_testing import SMALLEST
 from video_pred.metrics import frames
 from video_pred.metrics.i3d import NUM_CLASSES
 from video_pred.protocol import (
@@ -163,19 +164,7 @@ def _per_batch(futures):
 
 
 def test_run_with_tiny_srvp_and_frame_metrics():
-    config = SRVPConfig(
-        filters=4,
-        code_dim=8,
-        y_dim=3,
-        z_dim=3,
-        content_dim=8,
-        inf_hidden=8,
-        fwd_hidden=8,
-        lstm_hidden=8,
-        y1_frames=2,
-        content_frames=2,
-        dt=0.5,
-    )
+    config = SRVPConfig(**SMALLEST, dt=0.5)
     model = SRVP(config).eval()
     clips = (torch.rand(3, 5, 1, 64, 64) * 255).to(torch.uint8)
     metrics = [FrameMetric("psnr", frames.psnr, True), FrameMetric("ssim", frames.ssim, True)]

@@ -21,6 +21,21 @@ TINY = {
 """Small sizes that keep every test fast on one CPU core."""
 
 
+SMALLEST = {
+    "filters": 4,
+    "code_dim": 8,
+    "y_dim": 3,
+    "z_dim": 3,
+    "content_dim": 8,
+    "inf_hidden": 8,
+    "fwd_hidden": 8,
+    "lstm_hidden": 8,
+    "y1_frames": 2,
+    "content_frames": 2,
+}
+"""Even smaller sizes, for tests that only need a model that runs (evaluation plumbing, checkpoints)."""
+
+
 def tiny_config(**overrides: object) -> SRVPConfig:
     """A validated small config; `overrides` replace any field."""
     return SRVPConfig(**{**TINY, **overrides}).validate()

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from common.checkpoints import restore_training, save_checkpoint
-from common.configs import config_changes, read_number
+from common.configs import check_clip_length, config_changes, read_number
 from common.logger import RunLogger
 from common.media import side_by_side, write_video
 from common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
@@ -324,13 +324,7 @@ def check_budget(cfg: DictConfig) -> None:
     lr = read_number(cfg, "trainer.optimizer.lr", float)
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"trainer.optimizer.lr={trainer.optimizer.lr}: must be a positive number")
-    # A training clip must hold the frames y_1 and w are inferred from, and at least one transition.
-    needed = max(2, int(cfg.model.y1_frames), int(cfg.model.content_frames))
-    if read_number(cfg, "dataset.train_length", int) < needed:
-        raise ValueError(
-            f"dataset.train_length={cfg.dataset.train_length}: must be at least {needed} (model.y1_frames "
-            "and model.content_frames frames, and at least 2)"
-        )
+    check_clip_length(cfg, "dataset.train_length", "model")
     read_number(cfg, "dataset.pred_frames", int, minimum=1)
     conditioning = max(int(cfg.model.y1_frames), int(cfg.model.content_frames))
     read_number(cfg, "dataset.cond_frames", int, minimum=conditioning)
