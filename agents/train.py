@@ -16,11 +16,12 @@ from omegaconf import DictConfig, open_dict
 
 from agents.loop import train
 from common.configs import check_overlay
+from common.files import check_output_arguments
 from common.runtime import StoppedEarly
 
 
 @hydra.main(config_path="pkg://configs", config_name="control", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """Resolve the run directory hydra created, then train."""
     with open_dict(cfg):
         cfg.run_dir = HydraConfig.get().runtime.output_dir
@@ -34,6 +35,12 @@ def main(cfg: DictConfig) -> None:
         # One line naming the culprit; the run directory keeps its last checkpoint and buffer.
         sys.exit(f"srvp-control: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     print(" ".join(f"{name}={value:.4g}" for name, value in summary.items()))
+
+
+def main() -> None:
+    """Console-script entry point: an unusable output folder is refused before hydra creates it."""
+    check_output_arguments(sys.argv[1:], ("hydra.run.dir", "run_dir"), "srvp-control")
+    _hydra_main()
 
 
 if __name__ == "__main__":

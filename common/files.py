@@ -74,3 +74,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             raise failure from None
         raise
     return path
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Raise a one-line OSError unless `folder` is, or can be created as, a writable folder: it must not be a
+    file, lie under one, or lie in a read-only place. Entry points call it on the output folders given on
+    their command line before anything else runs (hydra creates its run folder before the job starts)."""
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise OSError(errno.ENOTDIR, f"output folder {folder} {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, f"output folder {folder}: {existing} is not writable")
+
+
+def check_output_arguments(arguments: list[str], keys: tuple[str, ...], program: str) -> None:
+    """Exit with one line when a `key=value` command-line argument of `keys` names an unusable output folder."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if key in keys and value:
+            try:
+                check_output_folder(value)
+            except OSError as error:
+                raise SystemExit(f"{program}: error: {key}={value}: {error.strerror}") from None

@@ -21,7 +21,7 @@ from common.runtime import StoppedEarly, StopRequest
 from tests.mnist_files import write_fake_mnist
 from tests.test_evaluate import NoiseVideo
 from tests.worldmodel_testing import random_clips, tiny_model
-from video_pred import evaluate, prepare
+from video_pred import evaluate, figures, prepare
 from video_pred import train as train_entry
 from video_pred.data import build_dataset, dataset_defaults
 from video_pred.data.prepared import prepare_videos
@@ -253,3 +253,22 @@ def test_bogus_mujoco_gl_is_named(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     with pytest.raises(RuntimeError, match="libNoSuch.so"):
         configure_mujoco_gl({"osmesa": ("libNoSuch.so",)})
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "name"),
+    [
+        (train_entry, "hydra.run.dir", "srvp-train"),
+        (evaluate, "out_dir", "srvp-eval"),
+        (figures, "out_dir", "srvp-figures"),
+        (control_entry, "run_dir", "srvp-control"),
+    ],
+)
+def test_an_output_folder_under_a_file_is_refused_before_anything_runs(tmp_path, monkeypatch, entry, key, name):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = run_entry_point(entry.main, monkeypatch, f"{key}={blocker}/run", "ckpt_path=unused.pt")
+    under = f"output folder {blocker}/run lies under the file {blocker}, not a folder"
+    assert code.code == f"{name}: error: {key}={blocker}/run: {under}"
+    code = run_entry_point(entry.main, monkeypatch, f"{key}={blocker}", "ckpt_path=unused.pt")
+    assert code.code.endswith(f"output folder {blocker} is a file, not a folder")

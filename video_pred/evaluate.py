@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from common.files import atomic_write
+from common.files import atomic_write, check_output_arguments
 from common.runtime import resolve_device
 from video_pred import data
 from video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
@@ -241,7 +241,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """Console entry point `srvp-eval`; user errors end in one line on stderr and exit status 1."""
     try:
         out_dir = output_dir(cfg)
@@ -257,6 +257,12 @@ def main(cfg: DictConfig) -> None:
         f"results: {out_dir / 'eval.json'}"
         + (f", {out_dir / 'curves.csv'}, {out_dir / 'curves.png'}" if report["metrics"] else "")
     )
+
+
+def main() -> None:
+    """Console-script entry point: an unusable output folder is refused before hydra creates it."""
+    check_output_arguments(sys.argv[1:], ("hydra.run.dir", "hydra.sweep.dir", "out_dir"), "srvp-eval")
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from common.files import check_output_arguments
 from common.media import side_by_side, time_grid, write_image, write_video
 from common.runtime import resolve_device
 from video_pred.data import build_dataset, dataset_section
@@ -228,13 +229,19 @@ def make_figures(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://configs", config_name="figures")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """Console entry point `srvp-figures`; user errors end in one line on stderr and exit status 1."""
     try:
         paths = make_figures(cfg)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"srvp-figures: error: {error}")
     print("\n".join(str(path) for path in paths))
+
+
+def main() -> None:
+    """Console-script entry point: an unusable output folder is refused before hydra creates it."""
+    check_output_arguments(sys.argv[1:], ("hydra.run.dir", "out_dir"), "srvp-figures")
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from common.configs import check_overlay, write_run_config
+from common.files import check_output_arguments
 from common.logger import RunLogger
 from common.runtime import StoppedEarly, seed_everything
 from video_pred.baselines import mean_training_frame
@@ -140,6 +141,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    check_output_arguments(sys.argv[1:], ("hydra.run.dir", "hydra.sweep.dir"), "srvp-train")
     _hydra_main()
 
 
