@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 
 from tests.mnist_files import write_fake_mnist
+from video_pred import train as train_entry
 from worldmodel import load_checkpoint, load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,24 +191,37 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnis
     assert sorted(losses(run_dir)) == list(range(1, 9))
 
 
+def test_a_user_error_exits_with_status_1_and_one_line(tmp_path, mnist_dir):
+    """The exit-code contract, through a real process: status 1, one line on stderr, no traceback."""
+    result = run_train(tmp_path / "run", mnist_dir, "dataset.mnist_dir=/no/such/folder", check=False)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("srvp-train: error:") and "/no/such/folder" in last_line
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["dataset.mnist_dir=/no/such/folder"], "/no/such/folder"),
         (["trainer.batch_size=0"], "trainer.batch_size"),
         (["model.dt=0.3"], "dt=0.3"),
         (["model.nu=1e-40"], "NaN/inf"),  # the likelihood overflows: stop before anything is saved
         (["device=cuda:3"] if not torch.cuda.is_available() else ["model.arch=resnet"], "cuda:3|model.arch"),
     ],
 )
-def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, overrides, message):
-    result = run_train(tmp_path / "run", mnist_dir, *overrides, check=False)
-    assert result.returncode != 0
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("srvp-train: error:")
-    assert any(part in last_line for part in message.split("|")), last_line
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, monkeypatch, overrides, message):
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["srvp-train", *train_command(run_dir, mnist_dir, *overrides)[3:]])
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train_entry.main()
+    finally:
+        GlobalHydra.instance().clear()
+    line = str(exit_info.value.code)
+    assert line.startswith("srvp-train: error:") and "\n" not in line
+    assert any(part in line for part in message.split("|")), line
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
 
 
 def test_prepared_dataset_without_root_names_the_key(tmp_path):
