@@ -272,3 +272,47 @@ def test_an_output_folder_under_a_file_is_refused_before_anything_runs(tmp_path,
     assert code.code == f"{name}: error: {key}={blocker}/run: {under}"
     code = run_entry_point(entry.main, monkeypatch, f"{key}={blocker}", "ckpt_path=unused.pt")
     assert code.code.endswith(f"output folder {blocker} is a file, not a folder")
+
+
+def test_sync_batchnorm_follows_the_official_rule():
+    from video_pred.trainer import use_sync_batchnorm
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert use_sync_batchnorm("auto", cuda) and not use_sync_batchnorm("auto", cpu)
+    assert not use_sync_batchnorm(False, cuda) and use_sync_batchnorm(True, cuda)
+    with pytest.raises(ValueError, match="trainer.sync_batchnorm=true needs CUDA"):
+        use_sync_batchnorm(True, cpu)
+
+
+def test_model_defaults_are_the_stochastic_moving_mnist_settings(tmp_path, mnist_dir):
+    """SRVPConfig's defaults say they are the SM-MNIST values: the paper's dataset config changes nothing."""
+    cfg = train_config(tmp_path, mnist_dir)  # dataset=smmnist by default, debug=tiny shrinks widths only
+    with initialize_config_module(config_module="configs", version_base="1.3"):
+        paper = compose(config_name="train", overrides=["dataset=smmnist"])
+    assert SRVPConfig.from_dict(OmegaConf.to_container(paper.model)) == SRVPConfig()
+    assert cfg.model.beta == SRVPConfig().beta == 2.0
+
+
+def test_a_nan_after_starting_from_another_checkpoint_names_a_checkpoint_that_exists(tmp_path, mnist_dir):
+    first = tmp_path / "first"
+    train_entry.train(train_config(first, mnist_dir, "trainer.max_steps=1"))
+    start = first / "checkpoints" / "last.pt"
+    diverging = train_config(
+        tmp_path / "second",
+        mnist_dir,
+        f"ckpt_path={start}",
+        "trainer.max_steps=4",
+        "trainer.optimizer.lr=1e30",
+        "trainer.ckpt_every=100",
+        "trainer.log_every=1",
+    )
+    with pytest.raises(RuntimeError, match=f"NaN/inf before step .*: restart from {start} with a lower"):
+        train_entry.train(diverging)
+    assert not (tmp_path / "second" / "checkpoints" / "last.pt").exists()
+
+
+def test_control_on_cuda_without_cuda_is_named(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="device='cuda': CUDA is not available on this machine"):
+        control_loop.train(control_config(tmp_path, "device=cuda"))

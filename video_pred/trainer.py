@@ -55,6 +55,16 @@ RUN_BOOKKEEPING = ("run_dir", "resume", "ckpt_path", "trainer.max_steps", "final
 """Config keys that say where and how long to run, not what is computed: not reported as changes on resume."""
 
 
+def use_sync_batchnorm(setting: bool | str, device: torch.device) -> bool:
+    """Whether a distributed run converts BatchNorm to SyncBatchNorm: 'auto' does whenever the ranks are GPUs,
+    as the official code does with more than one GPU; true needs CUDA (SyncBatchNorm is GPU-only)."""
+    if setting == "auto":
+        return device.type == "cuda"
+    if setting and device.type != "cuda":
+        raise ValueError("trainer.sync_batchnorm=true needs CUDA devices (SyncBatchNorm is GPU-only)")
+    return bool(setting)
+
+
 class Trainer:
     """Owns the model, optimiser, schedule and run directory of one training run (one rank of it under DDP)."""
 
@@ -71,11 +81,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         train_module: torch.nn.Module = self.model
         if self.dist.enabled:
-            # As the official code: BatchNorm statistics over the global batch whenever several GPUs train.
-            sync = device.type == "cuda" if trainer.sync_batchnorm == "auto" else trainer.sync_batchnorm
-            if sync:
-                if device.type != "cuda":
-                    raise ValueError("trainer.sync_batchnorm=true needs CUDA devices (SyncBatchNorm is GPU-only)")
+            if use_sync_batchnorm(trainer.sync_batchnorm, device):
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             # DDP broadcasts rank 0's weights and buffers now, then averages gradients in backward.
             train_module = DistributedDataParallel(
