@@ -16,9 +16,9 @@ from envs.dmc import (
     make_env,
     make_vector_env,
     register_task,
-    scale_action,
 )
 from envs.gym_pixels import GymPixelEnv, make_gym_env
+from envs.pixel_env import PixelEnv, scale_action
 from envs.rendering import configure_mujoco_gl, probe_gl_backend
 
 for _task in PLANET_TASKS:
@@ -28,6 +28,7 @@ __all__ = [
     "PLANET_TASKS",
     "DMCEnv",
     "GymPixelEnv",
+    "PixelEnv",
     "configure_mujoco_gl",
     "default_action_repeat",
     "default_camera_id",

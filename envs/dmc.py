@@ -16,9 +16,9 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv
 
+from envs.pixel_env import PixelEnv
 from envs.rendering import configure_mujoco_gl
 
 # PlaNet's action repeat per domain (Hafner et al. 2019, table 1); other domains get Dreamer's 2.
@@ -68,13 +68,7 @@ def default_camera_id(name: str) -> int:
     return CAMERA_BY_DOMAIN.get(name.partition("-")[0], 0)
 
 
-def scale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Map `action` from [-1, 1] (clipped into it first) affinely onto [low, high], elementwise."""
-    unit = np.clip(action, -1.0, 1.0)
-    return low + (unit + 1.0) * 0.5 * (high - low)
-
-
-class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+class DMCEnv(PixelEnv):
     """One dm_control suite task observed through pixels, with scaled actions and action repeat.
 
     Observations: Box(0, 255, (size, size, 3), uint8), channel-last RGB from `camera_id`.
@@ -97,16 +91,9 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
     ) -> None:
         domain, task_name = split_task_name(task)
-        self.action_repeat = default_action_repeat(task) if action_repeat is None else action_repeat
+        action_repeat = default_action_repeat(task) if action_repeat is None else action_repeat
+        super().__init__(task, action_repeat, size, render_mode)
         self.camera_id = default_camera_id(task) if camera_id is None else camera_id
-        self.size = size
-        if not isinstance(self.action_repeat, int) or self.action_repeat < 1:
-            raise ValueError(f"action_repeat must be a positive integer, got {action_repeat!r}")
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
         self.task_name = task
 
         from dm_control import suite
@@ -117,64 +104,14 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         if not -1 <= self.camera_id < num_cameras:
             raise ValueError(f"camera_id {self.camera_id} is out of range for {task} ({num_cameras} cameras)")
         spec = self._dmc.action_spec()
-        self._action_low = spec.minimum.astype(np.float64)
-        self._action_high = spec.maximum.astype(np.float64)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=spec.shape, dtype=np.float32)
-        self.observation_space = spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
+        self._set_action_bounds(spec.minimum, spec.maximum)
         agent_step_seconds = self._dmc.control_timestep() * self.action_repeat
         self.metadata = {**self.metadata, "render_fps": 1.0 / agent_step_seconds}
-        self._frame: np.ndarray | None = None
-        self._sim_steps = 0
-        self._episode_over = True
 
     @property
     def physics(self) -> Any:
         """The dm_control `Physics` of the task, for inspection and debugging."""
         return self._dmc.physics
-
-    @property
-    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """The task's own (low, high) action bounds that -1 and 1 are mapped onto."""
-        return self._action_low.copy(), self._action_high.copy()
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; a `seed` reseeds the task's random state first (None continues its stream)."""
-        super().reset(seed=seed)
-        if seed is not None:
-            self._dmc.task.random.seed(_task_seed(seed))
-        time_step = self._dmc.reset()
-        self._sim_steps = 0
-        self._episode_over = False
-        return self._observe(), self._info(time_step.observation)
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply `action` for `action_repeat` simulator steps (fewer if the episode ends) and sum rewards."""
-        if self._episode_over:
-            raise RuntimeError(f"{self.task_name}: call reset() before step() (episode not started or over)")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"{self.task_name}: action shape {action.shape} != expected {self.action_space.shape}")
-        control = scale_action(action, self._action_low, self._action_high)
-        reward = 0.0
-        for _ in range(self.action_repeat):
-            time_step = self._dmc.step(control)
-            self._sim_steps += 1
-            reward += time_step.reward or 0.0
-            if time_step.last():
-                break
-        self._episode_over = time_step.last()
-        # dm_control ends an episode at its time limit with discount 1 and a task termination with 0.
-        terminated = bool(self._episode_over and time_step.discount == 0.0)
-        truncated = self._episode_over and not terminated
-        return self._observe(), float(reward), terminated, truncated, self._info(time_step.observation)
-
-    def render(self) -> np.ndarray | None:
-        """The current observation frame (rgb_array mode), or None when no render mode was requested."""
-        if self.render_mode is None or self._frame is None:
-            return None
-        return self._frame.copy()
 
     def close(self) -> None:
         """Free the simulator and its rendering contexts; the environment cannot be used afterwards."""
@@ -182,15 +119,23 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             self._dmc.physics.free()
             self._dmc = None
 
-    def _observe(self) -> np.ndarray:
-        """Render the current frame, keep it for `render()` and return a copy the caller may keep."""
-        frame = self._dmc.physics.render(height=self.size, width=self.size, camera_id=self.camera_id)
-        self._frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        return self._frame.copy()
+    def _reset_sim(self, seed: int | None, options: dict[str, Any] | None) -> Mapping[str, np.ndarray]:
+        if seed is not None:
+            self._dmc.task.random.seed(_task_seed(seed))
+        return self._dmc.reset().observation
 
-    def _info(self, observation: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        proprio = np.concatenate([np.ravel(value) for value in observation.values()]).astype(np.float64)
-        return {"proprio": proprio, "sim_steps": self._sim_steps}
+    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, Mapping[str, np.ndarray]]:
+        time_step = self._dmc.step(control)
+        # dm_control ends an episode at its time limit with discount 1 and a task termination with 0.
+        terminated = time_step.last() and time_step.discount == 0.0
+        truncated = time_step.last() and not terminated
+        return time_step.reward or 0.0, terminated, truncated, time_step.observation
+
+    def _render_frame(self, state: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._dmc.physics.render(height=self.size, width=self.size, camera_id=self.camera_id)
+
+    def _state_info(self, state: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        return {"proprio": np.concatenate([np.ravel(value) for value in state.values()]).astype(np.float64)}
 
 
 def _task_seed(seed: int | None) -> int | None:

@@ -26,7 +26,8 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from envs.dmc import DEFAULT_ACTION_REPEAT, ID_NAMESPACE, scale_action
+from envs.dmc import DEFAULT_ACTION_REPEAT, ID_NAMESPACE
+from envs.pixel_env import PixelEnv
 from envs.rendering import configure_mujoco_gl
 
 PIXEL_SOURCES = ("render", "observation")
@@ -66,7 +67,7 @@ def unsupported(env: gymnasium.Env, env_id: str, pixels: str) -> str | None:
     return None
 
 
-class GymPixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+class GymPixelEnv(PixelEnv):
     """A gymnasium environment `env_id` seen through pixels, with scaled actions and action repeat.
 
     Observations: Box(0, 255, (size, size, 3), uint8), channel-last RGB.
@@ -75,8 +76,6 @@ class GymPixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     Seeding: `reset(seed=...)` seeds the wrapped environment's reset.
     `info` holds `state` (the wrapped environment's own observation, for debugging) and `sim_steps`.
     """
-
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(
         self,
@@ -89,18 +88,12 @@ class GymPixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         make_kwargs: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not isinstance(action_repeat, int) or action_repeat < 1:
-            raise ValueError(f"action_repeat must be a positive integer, got {action_repeat!r}")
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
+        super().__init__(env_id, action_repeat, size, render_mode)
         if pixels not in PIXEL_SOURCES:
             raise ValueError(f"pixels must be one of {PIXEL_SOURCES}, got {pixels!r}")
         if crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.env_id, self.action_repeat, self.size, self.pixels, self.crop = env_id, action_repeat, size, pixels, crop
-        self.render_mode = render_mode
+        self.env_id, self.pixels, self.crop = env_id, pixels, crop
         try:
             configure_mujoco_gl()  # before a MuJoCo environment imports its renderer
         except RuntimeError:
@@ -117,77 +110,38 @@ class GymPixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             raise ValueError(problem)
         inner_actions = self._env.action_space
         self.max_sim_steps = int(self._env.spec.max_episode_steps)
-        self._action_low = inner_actions.low.astype(np.float64).ravel()
-        self._action_high = inner_actions.high.astype(np.float64).ravel()
+        self._set_action_bounds(inner_actions.low, inner_actions.high)
         self._inner_action_shape, self._inner_action_dtype = inner_actions.shape, inner_actions.dtype
-        self.action_space = spaces.Box(-1.0, 1.0, shape=self._action_low.shape, dtype=np.float32)
-        self.observation_space = spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
         inner_fps = self._env.metadata.get("render_fps")
         if inner_fps:
             self.metadata = {**self.metadata, "render_fps": inner_fps / action_repeat}
-        self._frame: np.ndarray | None = None
-        self._sim_steps = 0
-        self._episode_over = True
 
     @property
     def wrapped(self) -> gymnasium.Env:
         """The wrapped gymnasium environment (as gymnasium.make returned it), for inspection."""
         return self._env
 
-    @property
-    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """The wrapped environment's flattened (low, high) action bounds that -1 and 1 are mapped onto."""
-        return self._action_low.copy(), self._action_high.copy()
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; a `seed` seeds the wrapped environment's reset (None continues its stream)."""
-        super().reset(seed=seed)
-        state, _ = self._env.reset(seed=seed, options=options)
-        self._sim_steps = 0
-        self._episode_over = False
-        return self._observe(state), self._info(state)
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply `action` for `action_repeat` steps of the wrapped environment (fewer if the episode ends)."""
-        if self._episode_over:
-            raise RuntimeError(f"{self.env_id}: call reset() before step() (episode not started or over)")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"{self.env_id}: action shape {action.shape} != expected {self.action_space.shape}")
-        control = scale_action(action, self._action_low, self._action_high)
-        control = control.reshape(self._inner_action_shape).astype(self._inner_action_dtype)
-        reward, terminated, truncated = 0.0, False, False
-        for _ in range(self.action_repeat):
-            state, step_reward, terminated, truncated, _ = self._env.step(control)
-            self._sim_steps += 1
-            reward += float(step_reward)
-            if terminated or truncated:
-                break
-        self._episode_over = terminated or truncated
-        return self._observe(state), reward, bool(terminated), bool(truncated), self._info(state)
-
-    def render(self) -> np.ndarray | None:
-        """The current observation frame (rgb_array mode), or None when no render mode was requested."""
-        if self.render_mode is None or self._frame is None:
-            return None
-        return self._frame.copy()
-
     def close(self) -> None:
         """Close the wrapped environment (and its renderer)."""
         self._env.close()
 
-    def _observe(self, state: Any) -> np.ndarray:
-        """The frame after a reset or step, kept for `render()`; a copy the caller may keep."""
+    def _reset_sim(self, seed: int | None, options: dict[str, Any] | None) -> Any:
+        state, _ = self._env.reset(seed=seed, options=options)
+        return state
+
+    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, Any]:
+        inner_control = control.reshape(self._inner_action_shape).astype(self._inner_action_dtype)
+        state, reward, terminated, truncated, _ = self._env.step(inner_control)
+        return float(reward), bool(terminated), bool(truncated), state
+
+    def _render_frame(self, state: Any) -> np.ndarray:
         frame = self._env.render() if self.pixels == "render" else state
         if frame is None:
             raise RuntimeError(f"{self.env_id} rendered no frame: it may not support render_mode='rgb_array'")
-        self._frame = to_square_frame(np.asarray(frame), self.size, self.crop)
-        return self._frame.copy()
+        return to_square_frame(np.asarray(frame), self.size, self.crop)
 
-    def _info(self, state: Any) -> dict[str, Any]:
-        return {"state": state, "sim_steps": self._sim_steps}
+    def _state_info(self, state: Any) -> dict[str, Any]:
+        return {"state": state}
 
 
 def register_gym_pixels() -> str:
