@@ -124,12 +124,12 @@ class DMCEnv(PixelEnv):
             self._dmc.task.random.seed(_task_seed(seed))
         return self._dmc.reset().observation
 
-    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, Mapping[str, np.ndarray]]:
+    def _sim_step(self, control: np.ndarray) -> tuple[Mapping[str, np.ndarray], float, bool, bool]:
         time_step = self._dmc.step(control)
         # dm_control ends an episode at its time limit with discount 1 and a task termination with 0.
         terminated = time_step.last() and time_step.discount == 0.0
         truncated = time_step.last() and not terminated
-        return time_step.reward or 0.0, terminated, truncated, time_step.observation
+        return time_step.observation, time_step.reward or 0.0, terminated, truncated
 
     def _render_frame(self, state: Mapping[str, np.ndarray]) -> np.ndarray:
         return self._dmc.physics.render(height=self.size, width=self.size, camera_id=self.camera_id)

@@ -129,10 +129,10 @@ class GymPixelEnv(PixelEnv):
         state, _ = self._env.reset(seed=seed, options=options)
         return state
 
-    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, Any]:
+    def _sim_step(self, control: np.ndarray) -> tuple[Any, float, bool, bool]:
         inner_control = control.reshape(self._inner_action_shape).astype(self._inner_action_dtype)
         state, reward, terminated, truncated, _ = self._env.step(inner_control)
-        return float(reward), bool(terminated), bool(truncated), state
+        return state, float(reward), bool(terminated), bool(truncated)
 
     def _render_frame(self, state: Any) -> np.ndarray:
         frame = self._env.render() if self.pixels == "render" else state

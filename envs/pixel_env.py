@@ -76,7 +76,7 @@ class PixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         control = scale_action(action, self._action_low, self._action_high)
         reward, terminated, truncated = 0.0, False, False
         for _ in range(self.action_repeat):
-            step_reward, terminated, truncated, state = self._sim_step(control)
+            state, step_reward, terminated, truncated = self._sim_step(control)
             self._sim_steps += 1
             reward += step_reward
             if terminated or truncated:
@@ -102,9 +102,9 @@ class PixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """Reset the simulator (reseeded by `seed` unless None) and return its state."""
         raise NotImplementedError
 
-    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, Any]:
-        """One simulator step with `control` (flattened, in the simulator's bounds):
-        (reward, terminated, truncated, state)."""
+    def _sim_step(self, control: np.ndarray) -> tuple[Any, float, bool, bool]:
+        """One simulator step with `control` (flattened, in the simulator's bounds): (state, reward, terminated,
+        truncated), in gymnasium's order."""
         raise NotImplementedError
 
     def _render_frame(self, state: Any) -> np.ndarray:

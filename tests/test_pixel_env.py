@@ -26,12 +26,12 @@ class Slider(envs.PixelEnv):
         self.position, self.steps = float(self.np_random.integers(0, 3)), 0
         return self.position
 
-    def _sim_step(self, control: np.ndarray) -> tuple[float, bool, bool, float]:
+    def _sim_step(self, control: np.ndarray) -> tuple[float, float, bool, bool]:
         self.controls.append(float(control[0]))
         self.position += float(control[0])
         self.steps += 1
         terminated = self.position > 10
-        return float(control[0]), terminated, not terminated and self.steps >= self.limit, self.position
+        return self.position, float(control[0]), terminated, not terminated and self.steps >= self.limit
 
     def _render_frame(self, state: float) -> np.ndarray:
         frame = np.zeros((self.size, self.size, 3), dtype=np.uint8)
