@@ -94,7 +94,6 @@ class DMCEnv(PixelEnv):
         action_repeat = default_action_repeat(task) if action_repeat is None else action_repeat
         super().__init__(task, action_repeat, size, render_mode)
         self.camera_id = default_camera_id(task) if camera_id is None else camera_id
-        self.task_name = task
 
         from dm_control import suite
 
@@ -107,6 +106,11 @@ class DMCEnv(PixelEnv):
         self._set_action_bounds(spec.minimum, spec.maximum)
         agent_step_seconds = self._dmc.control_timestep() * self.action_repeat
         self.metadata = {**self.metadata, "render_fps": 1.0 / agent_step_seconds}
+
+    @property
+    def task_name(self) -> str:
+        """The suite task, `domain-task`."""
+        return self.name
 
     @property
     def physics(self) -> Any:

@@ -93,7 +93,7 @@ class GymPixelEnv(PixelEnv):
             raise ValueError(f"pixels must be one of {PIXEL_SOURCES}, got {pixels!r}")
         if crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
-        self.env_id, self.pixels, self.crop = env_id, pixels, crop
+        self.pixels, self.crop = pixels, crop
         try:
             configure_mujoco_gl()  # before a MuJoCo environment imports its renderer
         except RuntimeError:
@@ -115,6 +115,11 @@ class GymPixelEnv(PixelEnv):
         inner_fps = self._env.metadata.get("render_fps")
         if inner_fps:
             self.metadata = {**self.metadata, "render_fps": inner_fps / action_repeat}
+
+    @property
+    def env_id(self) -> str:
+        """The gymnasium id of the wrapped environment."""
+        return self.name
 
     @property
     def wrapped(self) -> gymnasium.Env:
