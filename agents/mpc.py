@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from agents.planner import SHIFT_FILLS, Objective, Planner, shift_plan
+from srvp.agents.planner import SHIFT_FILLS, Objective, Planner, shift_plan
 
 
 class MPCController:

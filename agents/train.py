@@ -1,6 +1,6 @@
 """srvp-control: train the action-conditioned SRVP from pixels by latent planning (PlaNet-style loop).
 
-`srvp-control` (or `python -m agents.train`) with hydra overrides, e.g. `env=cheetah-run agent=mppi`;
+`srvp-control` (or `python -m srvp.agents.train`) with hydra overrides, e.g. `env=cheetah-run agent=mppi`;
 `run_dir=X` on an existing run continues it from its last checkpoint and replay buffer. A user error ends
 in one line naming the culprit (exit status 1); SIGTERM/SIGINT stop it with the last checkpoint kept and exit
 status 128 + the signal's number.
@@ -14,13 +14,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from agents.loop import train
-from common.configs import check_overlay
-from common.files import check_output_arguments
-from common.runtime import StoppedEarly
+from srvp.agents.loop import train
+from srvp.common.configs import check_overlay
+from srvp.common.files import check_output_arguments
+from srvp.common.runtime import StoppedEarly
 
 
-@hydra.main(config_path="pkg://configs", config_name="control", version_base="1.3")
+@hydra.main(config_path="pkg://srvp.configs", config_name="control", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     """Resolve the run directory hydra created, then train."""
     with open_dict(cfg):

@@ -1,6 +1,6 @@
 """The action-conditioned SRVP as a planning world model: building it, filtering y_t, scoring action plans.
 
-Thin glue around `worldmodel.SRVP` (no fork of the model):
+Thin glue around `srvp.worldmodel.SRVP` (no fork of the model):
 - `build_world_model` makes the SRVP with the environment's action size and a reward head on y;
 - `reward_targets` aligns the buffer's rewards with the frames for the ELBO's reward head;
 - `EpisodeFilter` tracks one episode's frame codes and actions and gives the current state y_t by
@@ -19,9 +19,9 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
-from agents.planner import Objective
-from common.runtime import autocast
-from worldmodel import SRVP, SRVPConfig
+from srvp.agents.planner import Objective
+from srvp.common.runtime import autocast
+from srvp.worldmodel import SRVP, SRVPConfig
 
 REWARD_HEAD = "reward"
 

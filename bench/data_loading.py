@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
-from video_pred.data.smmnist import StochasticMovingMNIST
-from video_pred.data.stream import training_loader
+from srvp.video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
+from srvp.video_pred.data.smmnist import StochasticMovingMNIST
+from srvp.video_pred.data.stream import training_loader
 
 LOADER_WORKERS = 2
 """The trainer's default `trainer.num_workers`."""

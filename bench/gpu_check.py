@@ -200,8 +200,8 @@ def bf16_step_numerics(ctx: Context) -> dict[str, Any]:
     """Loss and whole-gradient agreement of one KTH-model step (VGG, skips, dt=1/2) in bf16 vs fp32."""
     import torch
 
-    from common.optimisation import build_model
-    from common.runtime import autocast
+    from srvp.common.optimisation import build_model
+    from srvp.common.runtime import autocast
 
     paper = setting("kth", ctx.sizes)
     torch.manual_seed(0)
@@ -380,7 +380,7 @@ def smmnist_training(ctx: Context) -> dict[str, Any]:
 
     from bench.step_variants import StepOptions, TrainStep
     from bench.timing import median, seconds
-    from video_pred.train import train
+    from srvp.video_pred.train import train
 
     if ctx.mnist_dir is None:
         raise ValueError("--mnist-dir is required for the SM-MNIST training part (the four MNIST idx files)")
@@ -425,7 +425,7 @@ def smmnist_training(ctx: Context) -> dict[str, Any]:
         overrides.update({f"model.{key}": value for key, value in TINY_MODEL.items()})
         overrides.update({"dataset.test_size": 8, "trainer.num_workers": 0})
         final_eval["num_workers"] = 0
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"{key}={value}" for key, value in overrides.items()])
     with open_dict(cfg):
         cfg.final_eval = final_eval
@@ -491,7 +491,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
-    from common.files import atomic_write
+    from srvp.common.files import atomic_write
 
     atomic_write(out / "results.json", lambda file: file.write(json.dumps(results, indent=1, default=str).encode()))
     atomic_write(out / "results.md", lambda file: file.write(markdown(results).encode()))

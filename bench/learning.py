@@ -45,7 +45,7 @@ def variant_config(experiment: str, variant: str, run_dir: Path, steps: int, ext
         "final_eval=null",
         *extra,
     ]
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
 
@@ -53,7 +53,7 @@ def train_until(cfg, stop: int) -> None:
     """Continue the run in cfg.run_dir (or start it) until optimisation step `stop`."""
     from omegaconf import open_dict
 
-    from video_pred.train import train
+    from srvp.video_pred.train import train
 
     with open_dict(cfg):
         cfg.trainer.max_steps = stop
@@ -65,7 +65,7 @@ def evaluate_checkpoint(checkpoint: Path, out_dir: Path, clips: int, samples: in
     """srvp-eval's protocol (PSNR, SSIM, baselines) on the first `clips` fixed test clips."""
     from omegaconf import OmegaConf
 
-    from video_pred.evaluate import eval_defaults, evaluate
+    from srvp.video_pred.evaluate import eval_defaults, evaluate
 
     cfg = OmegaConf.merge(
         eval_defaults(),
@@ -154,7 +154,7 @@ def plot(results: dict[str, Any]):
 
 
 def save(out: Path, results: dict[str, Any]) -> None:
-    from common.files import atomic_write
+    from srvp.common.files import atomic_write
 
     atomic_write(out / "results.json", lambda file: file.write(json.dumps(results, indent=1).encode()))
     atomic_write(out / "results.md", lambda file: file.write(markdown(results).encode()))

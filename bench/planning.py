@@ -17,9 +17,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from agents.planner import CEMPlanner
-from agents.world_model import LatentObjective, build_world_model
 from bench.timing import median, synchronize
+from srvp.agents.planner import CEMPlanner
+from srvp.agents.world_model import LatentObjective, build_world_model
 
 ACTION_DIM = 1  # cartpole
 
@@ -38,7 +38,7 @@ def time_decision(
 
     The CPU seconds show how much of the wall time the process actually ran on a shared machine.
     """
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose("control", overrides=["run_dir=unused", f"world_model.transition={transition}"])
     world_model = cfg.world_model
     values = OmegaConf.to_container(world_model, resolve=True)

@@ -1,6 +1,6 @@
 """Best-of-N evaluation time: drawing N futures for a batch of test clips end to end, metrics included.
 
-Times `video_pred.protocol.run_best_of_n` (PSNR and SSIM) on random clips with the paper's SM-MNIST, KTH or
+Times `srvp.video_pred.protocol.run_best_of_n` (PSNR and SSIM) on random clips with the paper's SM-MNIST, KTH or
 BAIR model, and beside it the parts: `predict` alone (encoding, inference, the latent rollout, decoding),
 the decoder alone on as many latent states, and the metrics alone on as many frames. If decoding is most of
 the end-to-end time, the evaluation is bound by the convolutions, not by Python overhead. Each setting runs
@@ -19,10 +19,10 @@ import torch
 
 from bench.timing import seconds
 from bench.train_step import DATASETS, PaperSetting, paper_setting
-from common.runtime import autocast
-from video_pred.metrics.frames import psnr, ssim
-from video_pred.protocol import FrameMetric, run_best_of_n, score_samples
-from worldmodel import SRVP
+from srvp.common.runtime import autocast
+from srvp.video_pred.metrics.frames import psnr, ssim
+from srvp.video_pred.protocol import FrameMetric, run_best_of_n, score_samples
+from srvp.worldmodel import SRVP
 
 METRICS = [FrameMetric("psnr", psnr, True), FrameMetric("ssim", ssim, True)]
 

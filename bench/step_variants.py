@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from common.optimisation import build_model, build_optimizer, optimisation_step
-from worldmodel import SRVPConfig
-from worldmodel.model import ElboOutput
+from srvp.common.optimisation import build_model, build_optimizer, optimisation_step
+from srvp.worldmodel import SRVPConfig
+from srvp.worldmodel.model import ElboOutput
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.step_variants import StepOptions, TrainStep
 from bench.timing import matmul_flops_per_second, median, peak_memory_mib, seconds, synchronize
-from common.optimisation import optimisation_step
-from worldmodel import SRVPConfig
+from srvp.common.optimisation import optimisation_step
+from srvp.worldmodel import SRVPConfig
 
 DATASETS = {"smmnist": [], "kth": ["dataset.root=unused"], "bair": ["dataset.root=unused"]}
 
@@ -45,7 +45,7 @@ class PaperSetting:
 
 def paper_setting(name: str) -> PaperSetting:
     """The paper's setting of dataset `name`, composed from configs/ as `srvp-train dataset=name` composes it."""
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"dataset={name}", *DATASETS[name]])
     return PaperSetting(
         model=SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)),

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from common.configs import config_changes
-from common.files import atomic_write
-from common.runtime import capture_rng_state
-from worldmodel import SRVP, SRVPConfig
-from worldmodel.checkpoint import checkpoint_payload
+from srvp.common.configs import config_changes
+from srvp.common.files import atomic_write
+from srvp.common.runtime import capture_rng_state
+from srvp.worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel.checkpoint import checkpoint_payload
 
 
 def save_checkpoint(

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from common.files import atomic_write
+from srvp.common.files import atomic_write
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -11,8 +11,8 @@ import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
-from common.configs import flatten
-from common.files import atomic_write
+from srvp.common.configs import flatten
+from srvp.common.files import atomic_write
 
 
 class RunLogger:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from common.files import atomic_write
+from srvp.common.files import atomic_write
 
 COND_BORDER = (0, 160, 255)
 """Border colour of conditioning (observed) frames; predicted frames get `PRED_BORDER`."""

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
-from common.runtime import autocast
-from worldmodel import SRVP, ElboOutput, SRVPConfig
+from srvp.common.runtime import autocast
+from srvp.worldmodel import SRVP, ElboOutput, SRVPConfig
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,6 +1,6 @@
-"""Hydra configuration tree of srvp, shipped as a package so `pkg://configs` resolves when installed.
+"""Hydra configuration tree of srvp, shipped as a package so `pkg://srvp.configs` resolves when installed.
 
-Importing it (hydra does, to read `pkg://configs`) registers the model's typed schema as `model/srvp_schema`
+Importing it (hydra does, to read `pkg://srvp.configs`) registers the model's typed schema as `model/srvp_schema`
 and `world_model/srvp_schema`: `SRVPConfig`'s fields and defaults (the YAML files hold only what differs),
 so an unknown or mistyped model key fails at composition. One field is looser than the dataclass: `dt` also
 takes a fraction such as `model.dt=1/3`, which `SRVPConfig.from_dict` reads exactly.
@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from worldmodel import SRVPConfig
+from srvp.worldmodel import SRVPConfig
 
 
 def _schema() -> type:

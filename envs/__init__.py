@@ -7,7 +7,11 @@ is imported lazily, when the first environment is built, after `configure_mujoco
 OpenGL backend.
 """
 
-from envs.dmc import (
+from srvp.common.extras import require_extra
+
+require_extra("control", "srvp.envs")
+
+from srvp.envs.dmc import (
     PLANET_TASKS,
     DMCEnv,
     default_action_repeat,
@@ -17,9 +21,9 @@ from envs.dmc import (
     make_vector_env,
     register_task,
 )
-from envs.gym_pixels import GymPixelEnv, make_gym_env
-from envs.pixel_env import PixelEnv, scale_action
-from envs.rendering import configure_mujoco_gl, probe_gl_backend
+from srvp.envs.gym_pixels import GymPixelEnv, make_gym_env
+from srvp.envs.pixel_env import PixelEnv, scale_action
+from srvp.envs.rendering import configure_mujoco_gl, probe_gl_backend
 
 for _task in PLANET_TASKS:
     register_task(_task)

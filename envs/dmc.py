@@ -18,8 +18,8 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv
 
-from envs.pixel_env import PixelEnv
-from envs.rendering import configure_mujoco_gl
+from srvp.envs.pixel_env import PixelEnv
+from srvp.envs.rendering import configure_mujoco_gl
 
 # PlaNet's action repeat per domain (Hafner et al. 2019, table 1); other domains get Dreamer's 2.
 PLANET_ACTION_REPEAT: dict[str, int] = {

@@ -1,5 +1,5 @@
 """Any gymnasium environment with a continuous action space, observed through 64x64 RGB pixels (the loop's
-contract, as `envs.dmc.DMCEnv`).
+contract, as `srvp.envs.dmc.DMCEnv`).
 
 The wrapped environment is built by `gymnasium.make(env_id, ...)`. Its frames come from `render()` in
 `rgb_array` mode (`pixels="render"`, e.g. the MuJoCo tasks, whose low-dimensional observation is then only
@@ -26,9 +26,9 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from envs.dmc import DEFAULT_ACTION_REPEAT, ID_NAMESPACE
-from envs.pixel_env import PixelEnv
-from envs.rendering import configure_mujoco_gl
+from srvp.envs.dmc import DEFAULT_ACTION_REPEAT, ID_NAMESPACE
+from srvp.envs.pixel_env import PixelEnv
+from srvp.envs.rendering import configure_mujoco_gl
 
 PIXEL_SOURCES = ("render", "observation")
 CROPS = ("none", "center")

@@ -1,7 +1,7 @@
 """Headless OpenGL selection for MuJoCo: pick EGL or OSMesa before dm_control is imported.
 
 MuJoCo and dm_control read the `MUJOCO_GL` environment variable once, when their rendering modules are
-imported, so `configure_mujoco_gl` must run before the first `import dm_control`; `envs.dmc` calls it just
+imported, so `configure_mujoco_gl` must run before the first `import dm_control`; `srvp.envs.dmc` calls it just
 before its lazy import. A value the user has set is always kept: this module only fills the gap on
 machines without a display, where the default (GLFW) would fail.
 """

@@ -12,13 +12,13 @@ the action (a 2-d velocity), and the reward is minus the square's distance to th
 the best actions push it toward the centre.
 
 What it shows, with the public API only:
-1. `agents.world_model.build_world_model` makes the action-conditioned SRVP with a reward head;
-2. `common.optimisation.optimisation_step` trains it on random windows of the arrays (ELBO + reward loss),
+1. `srvp.agents.world_model.build_world_model` makes the action-conditioned SRVP with a reward head;
+2. `srvp.common.optimisation.optimisation_step` trains it on random windows of the arrays (ELBO + reward loss),
    printing the loss as it decreases;
-3. `agents.world_model.EpisodeFilter` infers the current latent state y_t from the last frames and actions of a
+3. `srvp.agents.world_model.EpisodeFilter` infers the current latent state y_t from the last frames and actions of a
    sequence (here the first `--context` frames of the last one), as an agent would while acting;
-4. `agents.planner.CEMPlanner` searches action sequences in imagination, scored by
-   `agents.world_model.LatentObjective` (the reward head summed over an imagined rollout), and the first
+4. `srvp.agents.planner.CEMPlanner` searches action sequences in imagination, scored by
+   `srvp.agents.world_model.LatentObjective` (the reward head summed over an imagined rollout), and the first
    planned action is printed, in [-1, 1] and of size A.
 
     python examples/own_loop.py                                    # synthetic data, about 90 s on one CPU core
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from agents.planner import CEMPlanner
-from agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
-from common.optimisation import optimisation_step
-from common.runtime import resolve_device, seed_everything
+from srvp.agents.planner import CEMPlanner
+from srvp.agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
+from srvp.common.optimisation import optimisation_step
+from srvp.common.runtime import resolve_device, seed_everything
 
 SQUARE, SPEED, SIZE = 8, 6.0, 64
 

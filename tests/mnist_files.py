@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from video_pred.data.mnist import MNIST_FILES
+from srvp.video_pred.data.mnist import MNIST_FILES
 
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from video_pred.baselines import baseline_futures, mean_training_frame
-from video_pred.data.smmnist import StochasticMovingMNIST
+from srvp.video_pred.baselines import baseline_futures, mean_training_frame
+from srvp.video_pred.data.smmnist import StochasticMovingMNIST
 
 
 def test_baseline_futures():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.buffer import EpisodeBuffer
+from srvp.agents.buffer import EpisodeBuffer
 
 OBS_SHAPE = (3, 8, 8)
 ACTION_DIM = 2

@@ -11,8 +11,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import configs
-from worldmodel import SRVP, SRVPConfig
+from srvp import configs
+from srvp.worldmodel import SRVP, SRVPConfig
 
 CONFIG_ROOT = Path(configs.__file__).parent
 DATASETS = sorted(path.stem for path in (CONFIG_ROOT / "dataset").glob("*.yaml"))
@@ -30,7 +30,7 @@ PAPER = {
 @pytest.fixture(autouse=True)
 def _hydra():
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         yield
     GlobalHydra.instance().clear()
 

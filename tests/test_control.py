@@ -11,18 +11,18 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from agents.buffer import EpisodeBuffer
-from agents.loop import RandomPolicy, check_config, run_episode, stream_seed
-from worldmodel import load_checkpoint
+from srvp.agents.buffer import EpisodeBuffer
+from srvp.agents.loop import RandomPolicy, check_config, run_episode, stream_seed
+from srvp.worldmodel import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=control_tiny", "loop.max_episode_steps=5"]
 
 
 def srvp_control(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the console script (python -m agents.train where it is not installed) in a subprocess."""
+    """Run the console script (python -m srvp.agents.train where it is not installed) in a subprocess."""
     script = Path(sys.executable).with_name("srvp-control")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "agents.train"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "srvp.agents.train"]
     # One thread in every run so that results do not depend on how many threads summed a product.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(
@@ -86,12 +86,12 @@ def test_smoke_run_then_exact_resume(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_cfg():
-    with initialize_config_module("configs", version_base="1.3"):
+    with initialize_config_module("srvp.configs", version_base="1.3"):
         return compose("control", overrides=[*TINY, "run_dir=unused"])
 
 
 def test_config_composes_with_the_planet_defaults():
-    with initialize_config_module("configs", version_base="1.3"):
+    with initialize_config_module("srvp.configs", version_base="1.3"):
         cfg = compose("control", overrides=["run_dir=unused"])
     assert cfg.env.name == "cartpole-swingup" and cfg.env.action_repeat == 8
     assert (cfg.agent.horizon, cfg.agent.candidates, cfg.agent.top_k, cfg.agent.iterations) == (12, 1000, 100, 10)
@@ -114,7 +114,7 @@ def test_bad_loop_values_fail_with_their_name(tiny_cfg):
 
 
 def test_random_episode_layout_and_seeding():
-    import envs
+    from srvp import envs
 
     env = envs.make_env("cartpole-swingup", max_episode_steps=4)
     episodes = [run_episode(env, RandomPolicy(1, np.random.default_rng(0)), seed=5) for _ in range(2)]

@@ -17,12 +17,12 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
-from common.logger import RunLogger
-from common.runtime import seed_everything
-from video_pred.data.stream import training_loader
-from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
-from video_pred.trainer import Trainer
-from worldmodel import SRVP, SRVPConfig
+from srvp.common.logger import RunLogger
+from srvp.common.runtime import seed_everything
+from srvp.video_pred.data.stream import training_loader
+from srvp.video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
+from srvp.video_pred.trainer import Trainer
+from srvp.worldmodel import SRVP, SRVPConfig
 
 WORLD_SIZE = 2
 GLOBAL_BATCH = 4
@@ -62,7 +62,7 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
     torch.set_num_threads(1)
     context = context_from_env()
     device = setup("cpu", context)
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs.rendering import GL_LIBRARIES, configure_mujoco_gl, probe_gl_backend
+from srvp import envs
+from srvp.envs.rendering import GL_LIBRARIES, configure_mujoco_gl, probe_gl_backend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_SCORES = {  # docs/control.md: PlaNet and Dreamer returns at 500k environment steps.
@@ -201,7 +201,7 @@ def run_python(code: str, **env_overrides: str | None) -> subprocess.CompletedPr
 
 
 def test_gl_selection_honours_user_setting() -> None:
-    code = "import os; from envs.rendering import configure_mujoco_gl as c; print(c(), os.environ['MUJOCO_GL'])"
+    code = "import os; from srvp.envs.rendering import configure_mujoco_gl as c; print(c(), os.environ['MUJOCO_GL'])"
     # glfw (a desktop's choice) is kept as it is; egl/osmesa are kept too once their library loads.
     result = run_python(code, MUJOCO_GL="glfw")
     assert result.returncode == 0, result.stderr
@@ -209,7 +209,7 @@ def test_gl_selection_honours_user_setting() -> None:
 
 
 def test_gl_selection_probes_when_unset() -> None:
-    code = "import os; from envs.rendering import configure_mujoco_gl as c; print(c(), os.environ['MUJOCO_GL'])"
+    code = "import os; from srvp.envs.rendering import configure_mujoco_gl as c; print(c(), os.environ['MUJOCO_GL'])"
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     chosen, exported = result.stdout.split()

@@ -13,15 +13,15 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from common.checkpoints import save_checkpoint
-from common.runtime import resolve_device
+from srvp.common.checkpoints import save_checkpoint
+from srvp.common.runtime import resolve_device
+from srvp.video_pred import evaluate
+from srvp.video_pred.data import dataset_section
+from srvp.video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
+from srvp.video_pred.metrics import frames, lpips
+from srvp.video_pred.metrics.lpips import alexnet_features
+from srvp.worldmodel import SRVP, SRVPConfig
 from tests.worldmodel_testing import SMALLEST
-from video_pred import evaluate
-from video_pred.data import dataset_section
-from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
-from video_pred.metrics import frames, lpips
-from video_pred.metrics.lpips import alexnet_features
-from worldmodel import SRVP, SRVPConfig
 
 COND_FRAMES, PRED_FRAMES, TEST_CLIPS = 3, 4, 5
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,8 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
 
 
 def srvp_eval(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `python -m video_pred.evaluate` (what the srvp-eval script calls) in a subprocess."""
-    command = [sys.executable, "-m", "video_pred.evaluate", *overrides]
+    """Run `python -m srvp.video_pred.evaluate` (what the srvp-eval script calls) in a subprocess."""
+    command = [sys.executable, "-m", "srvp.video_pred.evaluate", *overrides]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 

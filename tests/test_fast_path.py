@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from bench.step_variants import StepOptions, TrainStep
+from srvp.worldmodel import SRVPConfig
+from srvp.worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 from tests.worldmodel_testing import TINY
-from worldmodel import SRVPConfig
-from worldmodel.conv import build_decoder, build_encoder, upsampled_conv3x3_as_transposed
 
 VARIANTS = {
     "dcgan": SRVPConfig(**TINY),

@@ -13,9 +13,9 @@ import torch
 from hydra import compose, initialize_config_module
 from torch import nn
 
-from common.checkpoints import save_checkpoint
-from video_pred.data.prepared import RawVideo, prepare_videos
-from video_pred.figures import (
+from srvp.common.checkpoints import save_checkpoint
+from srvp.video_pred.data.prepared import RawVideo, prepare_videos
+from srvp.video_pred.figures import (
     clip_pairs,
     content_swap,
     dt_sweep,
@@ -24,8 +24,8 @@ from video_pred.figures import (
     make_figures,
     upsample,
 )
-from worldmodel.config import SRVPConfig
-from worldmodel.model import SRVP
+from srvp.worldmodel.config import SRVPConfig
+from srvp.worldmodel.model import SRVP
 
 TINY = {
     "filters": 4,
@@ -179,7 +179,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def compose_figures(overrides: list[str]):
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         return compose(config_name="figures", overrides=overrides)
 
 

@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
-from common import files
-from common.files import atomic_write
+from srvp.common import files
+from srvp.common.files import atomic_write
 
 
 def test_a_file_where_a_folder_should_be_is_named(tmp_path):

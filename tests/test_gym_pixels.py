@@ -19,10 +19,10 @@ from gymnasium.utils.env_checker import check_env
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-import envs
-from agents.loop import make_env
-from envs.gym_pixels import GymPixelEnv
-from worldmodel import load_checkpoint
+from srvp import envs
+from srvp.agents.loop import make_env
+from srvp.envs.gym_pixels import GymPixelEnv
+from srvp.worldmodel import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 48, 80
@@ -141,7 +141,7 @@ def test_gymnasium_env_checker_passes(env_id, make_kwargs):
 
 
 def test_the_loop_builds_either_kind_of_environment_from_its_config():
-    with initialize_config_module("configs", version_base="1.3"):
+    with initialize_config_module("srvp.configs", version_base="1.3"):
         gym_cfg = compose("control", overrides=["env=gym", "env.id=Reacher-v5", "run_dir=unused"])
         sized_cfg = compose(
             "control",
@@ -168,7 +168,7 @@ def test_the_loop_builds_either_kind_of_environment_from_its_config():
 @pytest.mark.slow
 def test_srvp_control_runs_on_a_gymnasium_mujoco_task(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "agents.train", "env=gym", "env.id=Reacher-v5", "debug=control_tiny"]
+    command = [sys.executable, "-m", "srvp.agents.train", "env=gym", "env.id=Reacher-v5", "debug=control_tiny"]
     command += ["loop.max_episode_steps=5", f"run_dir={run_dir}"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from video_pred.metrics import lpips as our_lpips
+from srvp.video_pred.metrics import lpips as our_lpips
 
 
 def _fake_torchvision(trunk_state: dict[str, torch.Tensor]) -> types.ModuleType:

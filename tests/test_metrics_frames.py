@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from video_pred.metrics import frames
-from video_pred.metrics.frames import PSNR_MAX_DB, psnr, ssim
-from video_pred.metrics.stats import mean_ci95
+from srvp.video_pred.metrics import frames
+from srvp.video_pred.metrics.frames import PSNR_MAX_DB, psnr, ssim
+from srvp.video_pred.metrics.stats import mean_ci95
 
 
 def _video_pair(channels: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from srvp.video_pred.data.mnist import MNIST_FILES, download_mnist, load_mnist, read_idx
 from tests.mnist_files import write_fake_split, write_idx
-from video_pred.data.mnist import MNIST_FILES, download_mnist, load_mnist, read_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_real_mnist = pytest.mark.skipif(

@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from video_pred.convert_official import dataset_section, main
-from worldmodel.checkpoint import load_model
-from worldmodel.config import SRVPConfig
-from worldmodel.model import SRVP
-from worldmodel.official import (
+from srvp.video_pred.convert_official import dataset_section, main
+from srvp.worldmodel.checkpoint import load_model
+from srvp.worldmodel.config import SRVPConfig
+from srvp.worldmodel.model import SRVP
+from srvp.worldmodel.official import (
     config_from_official_args,
     convert_official_state_dict,
     load_official,
@@ -235,7 +235,7 @@ def test_converted_model_computes_what_the_official_one_does(converted: tuple) -
 
 
 def test_official_mlp_layering_matches_our_mlp() -> None:
-    from worldmodel.transition import mlp
+    from srvp.worldmodel.transition import mlp
 
     official = official_mlp(6, 10, 4, 4)
     state = randomise(official, seed=3)
@@ -335,7 +335,7 @@ def test_cli_writes_an_evaluable_checkpoint(tmp_path, capsys) -> None:
 
 def merged_pred_frames(section: dict) -> int:
     """The predicted length srvp-eval uses for a converted checkpoint's dataset section."""
-    from video_pred.data import dataset_section as evaluation_section
+    from srvp.video_pred.data import dataset_section as evaluation_section
 
     return evaluation_section(section, {})["pred_frames"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
+from srvp import envs
 
 
 class Slider(envs.PixelEnv):

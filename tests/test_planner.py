@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from agents.mpc import MPCController
-from agents.planner import CEMPlanner, MPPIPlanner, Planner, shift_plan
+from srvp.agents.mpc import MPCController
+from srvp.agents.planner import CEMPlanner, MPPIPlanner, Planner, shift_plan
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "agent"
 

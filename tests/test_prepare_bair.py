@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from srvp.video_pred.data.prepare_bair import prepare_bair
 from tests.tfrecord_files import encode_example, frame_record
-from video_pred.data.prepare_bair import prepare_bair
 
 EPISODE_FRAMES = 30
 

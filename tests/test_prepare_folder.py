@@ -17,14 +17,14 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from video_pred.data import build_dataset, dataset_defaults
-from video_pred.data.prepare_folder import FolderVideo, FrameOptions, prepare_folder
-from video_pred.data.prepared import load_meta
-from video_pred.evaluate import eval_defaults, evaluate
-from video_pred.figures import make_figures
-from video_pred.prepare import main
-from video_pred.train import train
-from worldmodel import load_model
+from srvp.video_pred.data import build_dataset, dataset_defaults
+from srvp.video_pred.data.prepare_folder import FolderVideo, FrameOptions, prepare_folder
+from srvp.video_pred.data.prepared import load_meta
+from srvp.video_pred.evaluate import eval_defaults, evaluate
+from srvp.video_pred.figures import make_figures
+from srvp.video_pred.prepare import main
+from srvp.video_pred.train import train
+from srvp.worldmodel import load_model
 
 WIDTH, HEIGHT = 80, 48  # not square, so that the crop options differ
 PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}
@@ -285,7 +285,7 @@ def test_folder_trains_through_srvp_train_then_evaluates_and_draws(tmp_path):
     prepare_folder(raw, root, test_fraction=0.2, val_fraction=0.25, test_clip_count=4, test_clip_length=8)
     run_dir = tmp_path / "run"
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[
@@ -322,7 +322,7 @@ def test_folder_trains_through_srvp_train_then_evaluates_and_draws(tmp_path):
     assert (tmp_path / "eval" / "eval.json").is_file()
 
     # srvp-figures on it: the checkpoint's folder test clips, up-sampled at dt = 1/2
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         figures_cfg = compose(
             config_name="figures",
             overrides=[f"ckpt_path={run_dir / 'checkpoints' / 'last.pt'}", f"out_dir={tmp_path / 'figures'}"]

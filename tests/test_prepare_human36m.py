@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_pred.data.prepare_human36m import prepare_human36m
+from srvp.video_pred.data.prepare_human36m import prepare_human36m
 
 SIZE, CROP_BOX, SUBSAMPLE, FRAMES = 248, (25, 25, 223, 223), 8, 20  # real: 1000, (100, 100, 900, 900), 8
 

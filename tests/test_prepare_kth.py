@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_pred.data.prepare_kth import prepare_kth
-from video_pred.prepare import main
+from srvp.video_pred.data.prepare_kth import prepare_kth
+from srvp.video_pred.prepare import main
 
 FRAMES = 12
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos, video_path
+from srvp.video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos, video_path
 
 
 @dataclass(frozen=True)

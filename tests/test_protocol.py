@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from tests.worldmodel_testing import SMALLEST
-from video_pred.metrics import frames
-from video_pred.metrics.i3d import NUM_CLASSES
-from video_pred.protocol import (
+from srvp.video_pred.metrics import frames
+from srvp.video_pred.metrics.i3d import NUM_CLASSES
+from srvp.video_pred.protocol import (
     FrameMetric,
     best_of_n,
     per_image_metric,
@@ -18,7 +17,8 @@ from video_pred.protocol import (
     score_samples,
     summarize,
 )
-from worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel import SRVP, SRVPConfig
+from tests.worldmodel_testing import SMALLEST
 
 # Hand-made metrics on constant frames: "brightness" (higher is better) and "darkness" (lower is better,
 # applied per image like LPIPS), so the expected pick is known without any image model.

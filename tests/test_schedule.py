@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from video_pred.trainer import constant_then_linear_decay
+from srvp.video_pred.trainer import constant_then_linear_decay
 
 
 def rates_used(make_scheduler, total_steps: int, steps_scheduler=lambda step: True) -> list[float]:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from video_pred.data import build_dataset, dataset_defaults, smmnist
-from video_pred.data.smmnist import (
+from srvp.video_pred.data import build_dataset, dataset_defaults, smmnist
+from srvp.video_pred.data.smmnist import (
     FixedClips,
     StochasticMovingMNIST,
     build_test_set,

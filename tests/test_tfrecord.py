@@ -7,8 +7,8 @@ import io
 
 import pytest
 
+from srvp.video_pred.data.tfrecord import TFRecordError, iter_record_spans, masked_crc32c, parse_example, read_records
 from tests.tfrecord_files import encode_example, write_records
-from video_pred.data.tfrecord import TFRecordError, iter_record_spans, masked_crc32c, parse_example, read_records
 
 FEATURES = {
     "0/image_aux1/encoded": [bytes(range(256)) * 3],

@@ -14,9 +14,9 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from srvp.video_pred import train as train_entry
+from srvp.worldmodel import load_checkpoint, load_model
 from tests.mnist_files import write_fake_mnist
-from video_pred import train as train_entry
-from worldmodel import load_checkpoint, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def train_command(run_dir: Path, mnist_dir: Path, *overrides: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "video_pred.train",
+        "srvp.video_pred.train",
         "debug=tiny",
         f"hydra.run.dir={run_dir}",
         f"dataset.mnist_dir={mnist_dir}",
@@ -87,7 +87,7 @@ def test_trained_checkpoint_evaluates_and_draws_figures(tmp_path, trained_run):
         [
             sys.executable,
             "-m",
-            "video_pred.evaluate",
+            "srvp.video_pred.evaluate",
             f"ckpt_path={checkpoint}",
             f"out_dir={tmp_path / 'eval'}",
             "metrics=[psnr,ssim]",
@@ -111,7 +111,7 @@ def test_trained_checkpoint_evaluates_and_draws_figures(tmp_path, trained_run):
         [
             sys.executable,
             "-m",
-            "video_pred.figures",
+            "srvp.video_pred.figures",
             f"ckpt_path={checkpoint}",
             "figure=content_swap",
             "clips=[0,1]",
@@ -225,7 +225,7 @@ def test_user_errors_end_in_one_line_naming_the_culprit(tmp_path, mnist_dir, mon
 
 
 def test_prepared_dataset_without_root_names_the_key(tmp_path):
-    command = [sys.executable, "-m", "video_pred.train", "debug=tiny", "dataset=kth", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "-m", "srvp.video_pred.train", "debug=tiny", "dataset=kth", f"hydra.run.dir={tmp_path}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("srvp-train: error: dataset.root is required for kth")

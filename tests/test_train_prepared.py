@@ -10,14 +10,14 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
+from srvp.video_pred.data.prepare_bair import prepare_bair
+from srvp.video_pred.data.prepare_human36m import prepare_human36m
+from srvp.video_pred.data.prepare_kth import prepare_kth
+from srvp.video_pred.train import train
+from srvp.worldmodel import load_model
 from tests.test_prepare_bair import write_tfrecords
 from tests.test_prepare_human36m import SIZE, write_mp4
 from tests.test_prepare_kth import write_avi
-from video_pred.data.prepare_bair import prepare_bair
-from video_pred.data.prepare_human36m import prepare_human36m
-from video_pred.data.prepare_kth import prepare_kth
-from video_pred.train import train
-from worldmodel import load_model
 
 
 def prepare_tiny_kth(tmp_path: Path) -> Path:
@@ -65,7 +65,7 @@ def test_prepared_dataset_trains_through_srvp_train(tmp_path, name):
     root = prepare(tmp_path)
     run_dir = tmp_path / "run"
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

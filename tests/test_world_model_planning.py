@@ -4,8 +4,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from agents.planner import CEMPlanner, MPPIPlanner
-from agents.world_model import (
+from srvp.agents.planner import CEMPlanner, MPPIPlanner
+from srvp.agents.world_model import (
     EpisodeFilter,
     LatentObjective,
     build_world_model,
@@ -148,7 +148,7 @@ def test_imagined_returns_read_rewards_at_frame_times(model):
 def test_default_control_model_rollouts_stay_bounded_over_long_windows():
     from omegaconf import OmegaConf
 
-    with initialize_config_module("configs", version_base="1.3"):
+    with initialize_config_module("srvp.configs", version_base="1.3"):
         values = OmegaConf.to_container(compose("control", overrides=["run_dir=unused"]).world_model)
     model = build_world_model({**values, "filters": 4}, 1).eval()
     with torch.no_grad():

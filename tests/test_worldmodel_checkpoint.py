@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoints import save_checkpoint
-from common.files import atomic_write
-from common.runtime import capture_rng_state, restore_rng_state
+from srvp.common.checkpoints import save_checkpoint
+from srvp.common.files import atomic_write
+from srvp.common.runtime import capture_rng_state, restore_rng_state
+from srvp.worldmodel import load_checkpoint, load_model
 from tests.worldmodel_testing import random_clips, tiny_model
-from worldmodel import load_checkpoint, load_model
 
 
 def trained_model_and_optimizer() -> tuple:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from srvp.worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel.config import parse_step
 from tests.worldmodel_testing import tiny_config
-from worldmodel import SRVP, SRVPConfig
-from worldmodel.config import parse_step
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from srvp.worldmodel import SRVP
+from srvp.worldmodel.config import substeps
 from tests.worldmodel_testing import (
     freeze_posteriors,
     random_clips,
     tiny_config,
     tiny_model,
 )
-from worldmodel import SRVP
-from worldmodel.config import substeps
 
 
 def hand_residual(model: SRVP, state: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import distributions as D
 
+from srvp.worldmodel.distributions import MIN_STD, Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
 from tests.worldmodel_testing import (
     freeze_posteriors,
     moving_squares,
     random_clips,
     tiny_model,
 )
-from worldmodel.distributions import MIN_STD, Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
 
 
 def random_gaussian(shape: tuple[int, ...], seed: int) -> Gaussian:

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from srvp.worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel.conv import dcgan_decoder, dcgan_encoder, vgg_decoder, vgg_encoder
 from tests.worldmodel_testing import (
     random_clips,
     tiny_model,
 )
-from worldmodel import SRVP, SRVPConfig
-from worldmodel.conv import dcgan_decoder, dcgan_encoder, vgg_decoder, vgg_encoder
 
 BLOCK_SHAPES = {
     # (channels as a multiple of `filters`, resolution) of each encoder block, highest resolution first.

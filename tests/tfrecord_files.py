@@ -7,7 +7,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
-from video_pred.data.tfrecord import FeatureValues, masked_crc32c
+from srvp.video_pred.data.tfrecord import FeatureValues, masked_crc32c
 
 _LENGTH_DELIMITED = 2
 _BYTES_LIST, _FLOAT_LIST, _INT64_LIST = 1, 2, 3

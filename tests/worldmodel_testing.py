@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel import SRVP, SRVPConfig
 
 TINY = {
     "filters": 8,

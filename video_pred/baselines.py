@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from worldmodel.model import to_unit_float
+from srvp.worldmodel.model import to_unit_float
 
 BASELINES = ("black", "last_frame", "mean_frame")
 MEAN_FRAME_CLIPS = 256

@@ -1,8 +1,8 @@
 """Convert an official SRVP run (github.com/edouardelasalles/srvp) into an srvp checkpoint that `srvp-eval` and
-`srvp-figures` read like one of ours: the weights renamed by `worldmodel.official`, the official arguments,
+`srvp-figures` read like one of ours: the weights renamed by `srvp.worldmodel.official`, the official arguments,
 and the benchmark section they imply (dataset name, conditioning and predicted frames).
 
-    python -m video_pred.convert_official --official model.pt --config config.json --out ours.pt
+    python -m srvp.video_pred.convert_official --official model.pt --config config.json --out ours.pt
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.checkpoints import save_checkpoint
-from worldmodel.official import load_official, read_official_args
+from srvp.common.checkpoints import save_checkpoint
+from srvp.worldmodel.official import load_official, read_official_args
 
 OFFICIAL_DATASETS = {"smmnist": "smmnist", "kth": "kth", "human": "human36m", "bair": "bair"}
 """Official dataset names -> ours (deterministic Moving MNIST is `smmnist` with `deterministic` there)."""
@@ -46,7 +46,7 @@ def convert_official_checkpoint(weights_path: str | Path, config_path: str | Pat
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: python -m video_pred.convert_official --official model.pt --config config.json --out ours.pt"""
+    """CLI: python -m srvp.video_pred.convert_official --official model.pt --config config.json --out ours.pt"""
     parser = argparse.ArgumentParser(description="Convert an official SRVP checkpoint into an srvp one.")
     parser.add_argument("--official", required=True, help="official weights (model.pt / model_best.pt)")
     parser.add_argument("--config", required=True, help="the official run's config.json")

@@ -3,7 +3,7 @@
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; without them training runs in one process and nothing here
 touches torch.distributed. NCCL joins CUDA processes (one GPU per local rank), gloo CPU ones.
 
-Data are split with `video_pred.data.stream.DrawSampler(start, rank, world_size)` rather than torch's
+Data are split with `srvp.video_pred.data.stream.DrawSampler(start, rank, world_size)` rather than torch's
 DistributedSampler: training sets are endless streams indexed by draw number (a clip is a pure function
 of seed and index), DistributedSampler needs a finite, epoch-shuffled index set, and the draw stream
 also resumes exactly at step s (draw s * batch) whatever the number of ranks.
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from common.runtime import resolve_device
+from srvp.common.runtime import resolve_device
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 The dataset section comes from the checkpoint's training config, with the non-null `dataset.*` values of
 configs/eval.yaml merged on top. Results go to the hydra run directory (or `out_dir`): eval.json (config,
 checkpoint, N, clips, metric means with 95% CIs, per-step curves, FVD, and the same for the model-free
-baselines of `video_pred.baselines`), curves.csv and curves.png (model and baselines).
+baselines of `srvp.video_pred.baselines`), curves.csv and curves.png (model and baselines).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from common.files import atomic_write, check_output_arguments
-from common.runtime import resolve_device
-from video_pred import data
-from video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
-from video_pred.metrics.i3d import i3d_features, load_i3d
-from video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
-from worldmodel import load_model
-from worldmodel.config import parse_step
+from srvp.common.files import atomic_write, check_output_arguments
+from srvp.common.runtime import resolve_device
+from srvp.video_pred import data
+from srvp.video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
+from srvp.video_pred.metrics.i3d import i3d_features, load_i3d
+from srvp.video_pred.protocol import FRAME_METRICS, FrameMetric, ProtocolResult, per_image_metric, run_best_of_n
+from srvp.worldmodel import load_model
+from srvp.worldmodel.config import parse_step
 
 LPIPS = "lpips"
 
@@ -49,7 +49,7 @@ def eval_defaults() -> DictConfig:
     from code (inside or outside a running hydra application)."""
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="eval")
-    with initialize_config_module(config_module="configs", version_base="1.3"):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         return compose(config_name="eval")
 
 
@@ -67,7 +67,7 @@ def build_metrics(names: list[str], device: torch.device, lpips_trunk: str | Non
         raise ValueError(f"metrics={names}: expected distinct names among {[*FRAME_METRICS, LPIPS]}")
     metrics = [FRAME_METRICS[name] for name in names if name != LPIPS]
     if LPIPS in names:
-        from video_pred.metrics.lpips import load_lpips
+        from srvp.video_pred.metrics.lpips import load_lpips
 
         try:
             lpips_model = load_lpips(device, trunk_path=lpips_trunk)
@@ -240,7 +240,7 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.out_dir).expanduser()
 
 
-@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="eval")
+@hydra.main(version_base="1.3", config_path="pkg://srvp.configs", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     """Console entry point `srvp-eval`; user errors end in one line on stderr and exit status 1."""
     try:

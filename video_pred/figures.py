@@ -4,7 +4,7 @@
     srvp-figures ckpt_path=best.pt figure=dt_sweep clips=[3]
     srvp-figures ckpt_path=best.pt figure=content_swap clips=[0,1,1,0]   # pairs (A, B): w from A
     srvp-figures ckpt_path=best.pt figure=interpolate clips=[0,1] interpolation.steps=7
-    python -m video_pred.figures ...
+    python -m srvp.video_pred.figures ...
 
 Each figure is a PNG grid (one row per video, time along the width; real frames and reconstructions of
 conditioning frames framed in blue, generated ones in red) and a video per format (GIF/MP4, the rows side
@@ -35,12 +35,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from common.files import check_output_arguments
-from common.media import side_by_side, time_grid, write_image, write_video
-from common.runtime import resolve_device
-from video_pred.data import build_dataset, dataset_section
-from worldmodel.checkpoint import load_model
-from worldmodel.model import SRVP, to_unit_float
+from srvp.common.files import check_output_arguments
+from srvp.common.media import side_by_side, time_grid, write_image, write_video
+from srvp.common.runtime import resolve_device
+from srvp.video_pred.data import build_dataset, dataset_section
+from srvp.worldmodel.checkpoint import load_model
+from srvp.worldmodel.model import SRVP, to_unit_float
 
 FIGURES = ("upsample", "dt_sweep", "content_swap", "interpolate")
 VIDEO_FORMATS = ("gif", "mp4")
@@ -228,7 +228,7 @@ def make_figures(cfg: DictConfig) -> list[Path]:
     return render(model, clips, clip_ids, cond, horizon, cfg, Path(cfg.out_dir).expanduser())
 
 
-@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="figures")
+@hydra.main(version_base="1.3", config_path="pkg://srvp.configs", config_name="figures")
 def _hydra_main(cfg: DictConfig) -> None:
     """Console entry point `srvp-figures`; user errors end in one line on stderr and exit status 1."""
     try:

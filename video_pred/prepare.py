@@ -1,5 +1,5 @@
 """`srvp-prepare kth|human36m|bair|folder --raw DIR --out DIR [--workers N] [--seed S]`: raw benchmark files,
-or any folder of videos, to the prepared layout read by `video_pred.data.prepared.PreparedVideos`.
+or any folder of videos, to the prepared layout read by `srvp.video_pred.data.prepared.PreparedVideos`.
 
 Rerunning resumes: videos already written are skipped. A user error (missing or wrong raw folder) ends
 with a one-line message on stderr and exit status 1.
@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from video_pred.data.prepare_bair import prepare_bair
-from video_pred.data.prepare_folder import FOLDER_ARGUMENTS, add_folder_arguments, folder_arguments, prepare_folder
-from video_pred.data.prepare_human36m import prepare_human36m
-from video_pred.data.prepare_kth import prepare_kth
+from srvp.video_pred.data.prepare_bair import prepare_bair
+from srvp.video_pred.data.prepare_folder import FOLDER_ARGUMENTS, add_folder_arguments, folder_arguments, prepare_folder
+from srvp.video_pred.data.prepare_human36m import prepare_human36m
+from srvp.video_pred.data.prepare_kth import prepare_kth
 
 PREPARERS: dict[str, Callable[..., dict[str, Any]]] = {
     "kth": prepare_kth,

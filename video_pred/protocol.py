@@ -5,7 +5,7 @@ scores every frame of every sample against the truth, and for each clip and each
 sample with the best time-averaged value is kept (PSNR and SSIM higher is better, LPIPS lower). Results
 are means over frames then clips with 95% confidence intervals, and per-timestep curves of the kept
 samples. FVD compares I3D features of (conditioning + truth) with (conditioning + one random sample),
-over several independent draws. The model-free baselines (`video_pred.baselines`) are scored on the same
+over several independent draws. The model-free baselines (`srvp.video_pred.baselines`) are scored on the same
 clips with the same metrics, so every result says what a prediction without a model reaches.
 
 Generation and scoring are batched: all samples of a batch of clips come from one `predict` call (or a
@@ -22,13 +22,13 @@ from einops import rearrange, repeat
 from torch import Tensor
 from tqdm import tqdm
 
-from common.runtime import autocast
-from video_pred.baselines import BASELINES, baseline_futures
-from video_pred.metrics import frames
-from video_pred.metrics.fvd import fvd_mean_ci95
-from video_pred.metrics.stats import mean_ci95
-from worldmodel import SRVP
-from worldmodel.model import to_unit_float
+from srvp.common.runtime import autocast
+from srvp.video_pred.baselines import BASELINES, baseline_futures
+from srvp.video_pred.metrics import frames
+from srvp.video_pred.metrics.fvd import fvd_mean_ci95
+from srvp.video_pred.metrics.stats import mean_ci95
+from srvp.worldmodel import SRVP
+from srvp.worldmodel.model import to_unit_float
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def run_best_of_n(
     """Run the protocol on batches of uint8 clips (b, T >= cond + pred, c, h, w) with `model` on its device.
 
     Every sample is generated from the prior (`model.predict`) under `precision` (auto, bf16 or fp32, as
-    `common.runtime.autocast`) while metrics stay float32. With `video_features` (I3D: (b t c h w) in [0, 1]
+    `srvp.common.runtime.autocast`) while metrics stay float32. With `video_features` (I3D: (b t c h w) in [0, 1]
     -> (b 400)), FVD between conditioning + truth and conditioning + prediction is computed for `fvd_draws` draws, draw
     j taking sample j of every clip (samples are i.i.d., so each is one random future per clip).
     With `mean_frame` (c h w, the per-pixel mean training frame), the model-free baselines are scored too.

@@ -1,9 +1,9 @@
-"""`srvp-train`: train SRVP on a video-prediction benchmark (hydra; `python -m video_pred.train`).
+"""`srvp-train`: train SRVP on a video-prediction benchmark (hydra; `python -m srvp.video_pred.train`).
 
 srvp-train dataset=smmnist                       # the paper's Stochastic Moving MNIST run
 srvp-train dataset=kth dataset.root=data/kth     # after `srvp-prepare kth ...`
 srvp-train debug=tiny trainer.max_steps=10       # a smoke run on CPU
-torchrun --nproc_per_node=4 -m video_pred.train  # DDP over 4 GPUs; trainer.batch_size is the global batch
+torchrun --nproc_per_node=4 -m srvp.video_pred.train  # DDP over 4 GPUs; trainer.batch_size is the global batch
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from common.configs import check_overlay, write_run_config
-from common.files import check_output_arguments
-from common.logger import RunLogger
-from common.runtime import StoppedEarly, seed_everything
-from video_pred.baselines import mean_training_frame
-from video_pred.data import build_dataset
-from video_pred.data.stream import training_loader
-from video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
-from video_pred.evaluate import eval_defaults, evaluate, results_table
-from video_pred.trainer import Trainer, check_budget, final_preview, first_clips
+from srvp.common.configs import check_overlay, write_run_config
+from srvp.common.files import check_output_arguments
+from srvp.common.logger import RunLogger
+from srvp.common.runtime import StoppedEarly, seed_everything
+from srvp.video_pred.baselines import mean_training_frame
+from srvp.video_pred.data import build_dataset
+from srvp.video_pred.data.stream import training_loader
+from srvp.video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
+from srvp.video_pred.evaluate import eval_defaults, evaluate, results_table
+from srvp.video_pred.trainer import Trainer, check_budget, final_preview, first_clips
 
 
 def train(cfg: DictConfig, dist: DistributedContext | None = None) -> Path:
@@ -125,7 +125,7 @@ def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="pkg://configs", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://srvp.configs", config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("high")
     try:

@@ -21,15 +21,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from common.checkpoints import restore_training, save_checkpoint
-from common.configs import check_clip_length, config_changes, read_number
-from common.logger import RunLogger
-from common.media import side_by_side, write_video
-from common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
-from common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
-from video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
-from video_pred.protocol import FRAME_METRICS, run_best_of_n
-from worldmodel import SRVPConfig, load_checkpoint
+from srvp.common.checkpoints import restore_training, save_checkpoint
+from srvp.common.configs import check_clip_length, config_changes, read_number
+from srvp.common.logger import RunLogger
+from srvp.common.media import side_by_side, write_video
+from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
+from srvp.common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
+from srvp.video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
+from srvp.video_pred.protocol import FRAME_METRICS, run_best_of_n
+from srvp.worldmodel import SRVPConfig, load_checkpoint
 
 
 def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], float]:

@@ -1,8 +1,8 @@
 """srvp world model: the SRVP model as a reusable module (no datasets, no environments)."""
 
-from worldmodel.checkpoint import checkpoint_payload, load_checkpoint, load_model
-from worldmodel.config import SRVPConfig
-from worldmodel.model import SRVP, ElboOutput, Encoded, Observation, Rollout
+from srvp.worldmodel.checkpoint import checkpoint_payload, load_checkpoint, load_model
+from srvp.worldmodel.config import SRVPConfig
+from srvp.worldmodel.model import SRVP, ElboOutput, Encoded, Observation, Rollout
 
 __all__ = [
     "SRVP",

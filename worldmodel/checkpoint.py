@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from worldmodel.config import SRVPConfig
-from worldmodel.model import SRVP
+from srvp.worldmodel.config import SRVPConfig
+from srvp.worldmodel.model import SRVP
 
 FORMAT_VERSION = 1
 
@@ -30,7 +30,7 @@ def checkpoint_payload(
 ) -> dict[str, Any]:
     """The checkpoint of `model` as plain data: its config and weights, the step, and optionally the run
     config, optimiser, scheduler, RNG states and extra plain data. `torch.save` it; `load_checkpoint` and
-    `load_model` read it back (`common.checkpoints.save_checkpoint` writes it atomically with the RNG)."""
+    `load_model` read it back (`srvp.common.checkpoints.save_checkpoint` writes it atomically with the RNG)."""
     payload: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "step": int(step),

@@ -14,10 +14,10 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from worldmodel.config import SRVPConfig, substeps
-from worldmodel.conv import build_decoder, build_encoder, init_conv_weights
-from worldmodel.distributions import Gaussian, at_least_float32, gaussian_nll, kl_divergence, kl_standard_normal
-from worldmodel.transition import Transition, mlp
+from srvp.worldmodel.config import SRVPConfig, substeps
+from srvp.worldmodel.conv import build_decoder, build_encoder, init_conv_weights
+from srvp.worldmodel.distributions import Gaussian, at_least_float32, gaussian_nll, kl_divergence, kl_standard_normal
+from srvp.worldmodel.transition import Transition, mlp
 
 
 class Encoded(NamedTuple):

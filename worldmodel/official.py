@@ -3,7 +3,7 @@
 An official run directory holds `config.json` (the training arguments, `args.py`) and `model.pt` (a bare
 `state_dict` of `StochasticLatentResidualVideoPredictor`; also `model_best.pt`, `model_<step>.pt`).
 `load_official` rebuilds our `SRVPConfig` from those arguments and loads the renamed weights;
-`python -m video_pred.convert_official --official model.pt --config config.json --out ours.pt` writes our
+`python -m srvp.video_pred.convert_official --official model.pt --config config.json --out ours.pt` writes our
 self-describing checkpoint, which `srvp-eval` evaluates like one of ours.
 
 Hyper-parameters (official argument -> `SRVPConfig` field):
@@ -47,8 +47,8 @@ from typing import Any
 
 import torch
 
-from worldmodel.config import SRVPConfig
-from worldmodel.model import SRVP
+from srvp.worldmodel.config import SRVPConfig
+from srvp.worldmodel.model import SRVP
 
 OFFICIAL_DEFAULTS: dict[str, Any] = {
     "nx": 64,

@@ -14,9 +14,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from video_pred.data.mnist import load_mnist
-from video_pred.data.prepared import PreparedVideos, load_meta
-from video_pred.data.smmnist import (
+from srvp.video_pred.data.mnist import load_mnist
+from srvp.video_pred.data.prepared import PreparedVideos, load_meta
+from srvp.video_pred.data.smmnist import (
     FixedClips,
     StochasticMovingMNIST,
     build_test_set,
@@ -35,7 +35,7 @@ VALIDATION_SEED = 7
 def dataset_defaults(name: str) -> DictConfig:
     """The `dataset` section of configs/dataset/<name>.yaml, following its defaults list (e.g. a variant of
     smmnist), as shipped with the package."""
-    path = files("configs") / "dataset" / f"{name}.yaml"
+    path = files("srvp.configs") / "dataset" / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"dataset.name={name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
     content = OmegaConf.load(str(path))

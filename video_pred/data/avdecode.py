@@ -7,6 +7,10 @@ reported rather than stored short.
 
 from __future__ import annotations
 
+from srvp.common.extras import require_extra
+
+require_extra("video", "decoding videos (srvp.video_pred.data.avdecode)")
+
 from collections.abc import Iterator
 from typing import BinaryIO
 

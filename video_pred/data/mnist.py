@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.files import atomic_write
+from srvp.common.files import atomic_write
 
 # Published MD5 checksums of the DECOMPRESSED idx files: gzip bytes differ between mirrors, content does not.
 MNIST_MD5 = {

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
-from video_pred.data.tfrecord import TFRecordError, iter_record_spans, parse_example, read_record
+from srvp.video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
+from srvp.video_pred.data.tfrecord import TFRecordError, iter_record_spans, parse_example, read_record
 
 FRAME_FEATURE = "{}/image_aux1/encoded"
 FRAME_BYTES = FRAME_SIZE * FRAME_SIZE * 3

@@ -41,9 +41,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from common.files import atomic_write
-from video_pred.data.avdecode import iter_frames
-from video_pred.data.prepared import (
+from srvp.common.files import atomic_write
+from srvp.video_pred.data.avdecode import iter_frames
+from srvp.video_pred.data.prepared import (
     FRAME_SIZE,
     SPLITS,
     VALIDATION_FRACTION,

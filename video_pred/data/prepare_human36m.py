@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from video_pred.data.avdecode import iter_rgb_frames
-from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
+from srvp.video_pred.data.avdecode import iter_rgb_frames
+from srvp.video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
 
 TRAIN_SUBJECTS = (1, 5, 6, 7, 8)
 TEST_SUBJECTS = (9, 11)

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from video_pred.data.avdecode import iter_rgb_frames
-from video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
+from srvp.video_pred.data.avdecode import iter_rgb_frames
+from srvp.video_pred.data.prepared import FRAME_SIZE, VALIDATION_FRACTION, RawVideo, assign_validation, prepare_videos
 
 ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 VIDEO_NAME = re.compile(rf"person(\d\d)_({'|'.join(ACTIONS)})_d(\d)_uncomp\.avi")

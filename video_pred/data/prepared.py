@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.files import atomic_write
-from worldmodel.model import FRAME_SIZE
+from srvp.common.files import atomic_write
+from srvp.worldmodel.model import FRAME_SIZE
 
 LAYOUT_FORMAT = "srvp-prepared-videos/1"
 META_NAME = "meta.json"

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.files import atomic_write
-from worldmodel.config import substeps as euler_substeps
-from worldmodel.model import FRAME_SIZE
+from srvp.common.files import atomic_write
+from srvp.worldmodel.config import substeps as euler_substeps
+from srvp.worldmodel.model import FRAME_SIZE
 
 DIGIT_SIZE = 28
 MAX_SPEED = 4
@@ -347,7 +347,7 @@ class StochasticMovingMNIST(Dataset):
     Item i is a pure function of (`seed`, i): it does not depend on DataLoader workers, their number, the
     order of requests or the other items of its batch, so a resumed run sees the same clips and workers
     never duplicate each other (they serve different indices). Every non-negative index is valid (an
-    endless stream, as `video_pred.data.stream.DrawSampler` draws it); `epoch_size` is only the length
+    endless stream, as `srvp.video_pred.data.stream.DrawSampler` draws it); `epoch_size` is only the length
     reported to samplers that iterate over `range(len(dataset))`.
 
     A DataLoader fetches a batch through `__getitems__`, which simulates and draws all its clips at once

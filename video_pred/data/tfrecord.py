@@ -18,6 +18,10 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from srvp.common.extras import require_extra
+
+require_extra("video", "reading TFRecords (srvp.video_pred.data.tfrecord)")
+
 import google_crc32c
 
 FeatureValues = list[bytes] | list[float] | list[int]

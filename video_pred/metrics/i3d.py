@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from video_pred.metrics.packaged_weights import NumpyOnlyUnpickler, installed_package_dir
+from srvp.video_pred.metrics.packaged_weights import NumpyOnlyUnpickler, installed_package_dir
 
 I3D_WEIGHTS_FILE = Path("weights") / "i3d-kinetics-400.ckpt"
 NUM_CLASSES = 400

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from video_pred.metrics.packaged_weights import NumpyOnlyUnpickler, installed_package_dir
+from srvp.video_pred.metrics.packaged_weights import NumpyOnlyUnpickler, installed_package_dir
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 LPIPS_LIN_FILE = Path("weights") / "v0.1" / "alex.pth"
