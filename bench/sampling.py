@@ -19,8 +19,8 @@ import torch
 
 from bench.timing import seconds
 from bench.train_step import DATASETS, PaperSetting, paper_setting
+from srvp.common.frame_metrics import psnr, ssim
 from srvp.common.runtime import autocast
-from srvp.video_pred.metrics.frames import psnr, ssim
 from srvp.video_pred.protocol import FrameMetric, run_best_of_n, score_samples
 from srvp.worldmodel import SRVP
 

@@ -13,12 +13,13 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from srvp.common import frame_metrics as frames
 from srvp.common.checkpoints import save_checkpoint
 from srvp.common.runtime import resolve_device
 from srvp.video_pred import evaluate
 from srvp.video_pred.data import dataset_section
 from srvp.video_pred.data.prepared import PreparedVideos, RawVideo, prepare_videos
-from srvp.video_pred.metrics import frames, lpips
+from srvp.video_pred.metrics import lpips
 from srvp.video_pred.metrics.lpips import alexnet_features
 from srvp.worldmodel import SRVP, SRVPConfig
 from tests.worldmodel_testing import SMALLEST

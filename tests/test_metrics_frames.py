@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from srvp.video_pred.metrics import frames
-from srvp.video_pred.metrics.frames import PSNR_MAX_DB, psnr, ssim
+from srvp.common import frame_metrics as frames
+from srvp.common.frame_metrics import PSNR_MAX_DB, psnr, ssim
 from srvp.video_pred.metrics.stats import mean_ci95
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from srvp.video_pred.metrics import frames
+from srvp.common import frame_metrics as frames
 from srvp.video_pred.metrics.i3d import NUM_CLASSES
 from srvp.video_pred.protocol import (
     FrameMetric,

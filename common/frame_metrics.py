@@ -1,4 +1,5 @@
-"""Frame metrics of the SRVP protocol, PSNR and SSIM, per frame of batched float videos.
+"""Frame metrics of the SRVP protocol, PSNR and SSIM, per frame of batched float videos (video evaluation and
+the control loop's open-loop predictions).
 
 Both take `pred, truth: (B, T, C, H, W)` float tensors in [0, 1] and return one value per frame
 `(B, T)`, computed in a single batched tensor program on the tensors' device (the evaluation runs
