@@ -114,3 +114,32 @@ def test_steps_are_numbers_or_fractions() -> None:
         with pytest.raises(ValueError, match="dt="):
             parse_step(bad)
     assert SRVPConfig.from_dict({"dt": "1/3"}).dt == pytest.approx(1 / 3, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("skip", "false"),
+        ("use_content", "false"),
+        ("stochastic", 0),
+        ("filters", 8.0),
+        ("y_dim", True),
+        ("arch", 3),
+        ("dt", "0.5"),
+        ("nu", float("nan")),
+        ("beta", float("inf")),
+        ("heads", {"reward": "1"}),
+        ("heads", [("reward", 1)]),
+    ],
+)
+def test_every_field_is_validated_by_type(field: str, value: object) -> None:
+    """A string 'false' would be truthy and build a model with skips; a NaN weight passes every comparison."""
+    with pytest.raises(ValueError, match=f"model.{field}=") as caught:
+        tiny_config(**{field: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_from_dict_validates_types() -> None:
+    for field in ("skip", "use_content", "stochastic"):
+        with pytest.raises(ValueError, match=f"model.{field}='false'"):
+            SRVPConfig.from_dict({**tiny_config().to_dict(), field: "false"})

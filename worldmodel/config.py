@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
+from numbers import Integral, Real
 from typing import Any
 
 ARCHITECTURES = ("dcgan", "vgg")
 TRANSITIONS = ("residual", "mlp", "gru")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "bool": (lambda value: isinstance(value, bool), "true or false"),
+    "int": (_is_integer, "an integer"),
+    "float": (
+        lambda value: isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value),
+        "a finite number",
+    ),
+    "str": (lambda value: isinstance(value, str), "a string"),
+    "dict[str, int]": (
+        lambda value: (
+            isinstance(value, dict) and all(isinstance(name, str) and _is_integer(size) for name, size in value.items())
+        ),
+        "a mapping of head names to integer sizes",
+    ),
+}
+"""Declared type of an SRVPConfig field -> (check of a value, what the error says is expected)."""
 
 
 @dataclass
@@ -72,6 +97,7 @@ class SRVPConfig:
 
     def validate(self) -> SRVPConfig:
         """Raise a one-line ValueError naming the first inconsistent field; return self."""
+        self._check_types()
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model.arch={self.arch!r}: expected one of {ARCHITECTURES}")
         if self.transition not in TRANSITIONS:
@@ -113,6 +139,15 @@ class SRVPConfig:
             if size < 1:
                 raise ValueError(f"model.heads.{name}={size}: a head needs a positive output size")
         return self
+
+    def _check_types(self) -> None:
+        """Every field holds a value of its declared type: a bool is True or False (the string 'false' would
+        be truthy), an int an integer, a float a finite number, heads a mapping of names to integer sizes."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            check, expected = FIELD_TYPES[item.type]
+            if not check(value):
+                raise ValueError(f"model.{item.name}={value!r}: expected {expected}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (for checkpoints and logs)."""
