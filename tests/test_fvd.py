@@ -11,10 +11,10 @@ import pytest
 import scipy.linalg
 import torch
 
+from srvp.common.stats import mean_ci95
 from srvp.video_pred.metrics import fvd as fvd_module
 from srvp.video_pred.metrics import i3d as i3d_module
 from srvp.video_pred.metrics.fvd import frechet_distance, fvd, fvd_mean_ci95, gaussian_frechet_distance
-from srvp.video_pred.metrics.stats import mean_ci95
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from make_i3d_reference import REFERENCE_LOGITS, reference_video  # noqa: E402

@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from srvp.common import frame_metrics as frames
 from srvp.common.frame_metrics import PSNR_MAX_DB, psnr, ssim
-from srvp.video_pred.metrics.stats import mean_ci95
+from srvp.common.stats import mean_ci95
 
 
 def _video_pair(channels: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

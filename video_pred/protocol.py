@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from srvp.common import frame_metrics as frames
 from srvp.common.runtime import autocast
+from srvp.common.stats import mean_ci95
 from srvp.video_pred.baselines import BASELINES, baseline_futures
 from srvp.video_pred.metrics.fvd import fvd_mean_ci95
-from srvp.video_pred.metrics.stats import mean_ci95
 from srvp.worldmodel import SRVP
 from srvp.worldmodel.model import to_unit_float
 

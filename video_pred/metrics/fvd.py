@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from srvp.common.stats import mean_ci95
 from srvp.video_pred.metrics.i3d import NUM_CLASSES
-from srvp.video_pred.metrics.stats import mean_ci95
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
