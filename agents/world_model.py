@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
@@ -82,19 +83,35 @@ class EpisodeFilter:
         self.codes: list[Tensor] = []
         self.actions: list[Tensor] = []
 
-    def _encode(self, frame: Tensor) -> Tensor:
+    def _encode(self, frame: Tensor | np.ndarray) -> Tensor:
         """frame uint8 (c h w) -> code (d)."""
+        self._check_eval_mode()
         with torch.no_grad(), autocast(self.device, self.precision):
-            return self.model.encode(frame.to(self.device)[None, None]).codes[0, 0].float()
+            return self.model.encode(torch.as_tensor(frame).to(self.device)[None, None]).codes[0, 0].float()
 
-    def reset(self, first_frame: Tensor) -> None:
+    def _check_eval_mode(self) -> None:
+        if self.model.training:
+            raise RuntimeError(
+                "EpisodeFilter needs the model in eval mode: call model.eval() first (in training mode BatchNorm "
+                "would normalise each single frame by its own statistics and overwrite the running ones)"
+            )
+
+    def reset(self, first_frame: Tensor | np.ndarray) -> None:
         """Start an episode at frame uint8 (c h w)."""
         self.codes = [self._encode(first_frame)]
         self.actions = []
 
-    def step(self, action: Tensor, frame: Tensor) -> None:
+    def step(self, action: Tensor | np.ndarray, frame: Tensor | np.ndarray) -> None:
         """Record the action (a) taken and the frame uint8 (c h w) it led to."""
-        self.actions.append(action.to(self.device, torch.float32).reshape(-1))
+        action = torch.as_tensor(action)
+        expected = (self.model.config.action_dim,)
+        if tuple(action.shape) != expected:
+            # Exact: a scalar or 1-element action would broadcast over every action dimension of the window.
+            raise ValueError(
+                f"EpisodeFilter.step: action of shape {tuple(action.shape)}, but the model takes actions of shape "
+                f"{expected} (model.action_dim={expected[0]})"
+            )
+        self.actions.append(action.to(self.device, torch.float32))
         self.codes.append(self._encode(frame))
         # Keep only the window: `context` codes and the actions between them.
         self.codes = self.codes[-self.context :]
@@ -105,6 +122,7 @@ class EpisodeFilter:
         """y_t (1, ny) of the latest frame."""
         if not self.codes:
             raise RuntimeError("EpisodeFilter.state() called before reset(first_frame)")
+        self._check_eval_mode()
         missing = max(0, self.model.config.y1_frames - len(self.codes))
         codes = torch.stack([self.codes[0]] * missing + self.codes)[None]
         actions = torch.zeros(1, codes.shape[1] - 1, self.model.config.action_dim, device=self.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -73,14 +74,19 @@ FRAME_SIZE = 64
 
 
 def to_unit_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 frames in [0, 255] -> float in [0, 1]; float frames, checked to lie in [0, 1], are passed through
-    (a float frame in [0, 255] or [-1, 1] would silently train on a wrong scale)."""
+    """uint8 frames in [0, 255] -> float in [0, 1]; float frames, checked to be finite and to lie in [0, 1], are
+    passed through (a float frame in [0, 255] or [-1, 1] would silently train on a wrong scale, and one NaN
+    pixel would make the loss NaN and write NaN into every BatchNorm running statistic). The check costs one
+    host synchronisation, for float frames only: uint8 frames cannot be out of range."""
     if frames.dtype == torch.uint8:
         return frames.float().div_(255)
     if not frames.is_floating_point():
         raise ValueError(f"frames must be uint8 in [0, 255] or float in [0, 1], got {frames.dtype}")
     low, high = torch.aminmax(frames)
-    if low < 0 or high > 1:
+    # NaN propagates through aminmax and fails both comparisons, so one test covers NaN, inf and the range.
+    if not bool((low >= 0) & (high <= 1)):
+        if frames.isnan().any():
+            raise ValueError(f"float frames hold {int(frames.isnan().sum())} NaN values: frames must lie in [0, 1]")
         raise ValueError(f"float frames must lie in [0, 1], got values in [{low.item():.4g}, {high.item():.4g}]")
     return frames
 
@@ -112,9 +118,29 @@ class SRVP(nn.Module):
         self.encoder.apply(init_conv_weights)
         self.decoder.apply(init_conv_weights)
 
+    # ------------------------------------------------------------------ inputs
+    def as_input(self, values: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
+        """A tensor or numpy array of frames or actions as a tensor on the model's device; float values in the
+        model's floating dtype (numpy gives float64), uint8 frames as they are (scaled by `to_unit_float`).
+
+        A tensor on another device is refused rather than copied (a copy per call would hide a slow loop)."""
+        parameter = next(self.parameters())
+        if isinstance(values, np.ndarray):
+            values = torch.from_numpy(np.ascontiguousarray(values)).to(parameter.device)
+        elif not isinstance(values, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(values).__name__}")
+        if values.device != parameter.device:
+            raise ValueError(
+                f"{name} are on {values.device} but the model is on {parameter.device}: move them with .to(device)"
+            )
+        if values.is_floating_point() and values.dtype != parameter.dtype:
+            values = values.to(parameter.dtype)
+        return values
+
     # ------------------------------------------------------------------ perception
     def encode(self, frames: torch.Tensor) -> Encoded:
         """frames (b t c h w), uint8 or float in [0, 1] -> codes (b t d) and per-frame encoder blocks."""
+        frames = self.as_input(frames)
         expected = (self.config.channels, FRAME_SIZE, FRAME_SIZE)
         if frames.ndim != 5 or tuple(frames.shape[2:]) != expected:
             raise ValueError(
@@ -172,9 +198,25 @@ class SRVP(nn.Module):
         per_frame = substeps(dt)
         if cfg.transition != "residual" and per_frame != 1:
             raise ValueError(f"dt={dt}: the {cfg.transition} transition only supports dt=1")
-        if cfg.action_dim and (actions is None or actions.shape[1] < steps or actions.shape[-1] != cfg.action_dim):
-            shape = None if actions is None else tuple(actions.shape)
-            raise ValueError(f"actions of shape (b, >= {steps}, {cfg.action_dim}) expected, got {shape}")
+        if actions is not None and not cfg.action_dim:
+            raise ValueError("actions were given to a model that takes none (model.action_dim=0)")
+        if cfg.action_dim:
+            if actions is not None and not isinstance(actions, torch.Tensor):
+                actions = self.as_input(actions, "actions")
+            # Exact sizes: a (b, t, 1) action would otherwise broadcast over every action dimension.
+            batch = start.shape[0]
+            if (
+                actions is None
+                or actions.ndim != 3
+                or actions.shape[0] != batch
+                or actions.shape[1] < steps
+                or actions.shape[2] != cfg.action_dim
+            ):
+                shape = None if actions is None else tuple(actions.shape)
+                raise ValueError(
+                    f"actions of shape ({batch}, >= {steps}, {cfg.action_dim}) expected (model.action_dim="
+                    f"{cfg.action_dim}), got {shape}"
+                )
         given = 0 if z is None else z.shape[1]
         state = start
         states, frame_states, residuals, z_used, prior_params = [start], [start], [], [], []
@@ -299,21 +341,25 @@ class SRVP(nn.Module):
         NaN entries are masked out (e.g. no reward before the first action).
         """
         cfg = self.config
-        target = to_unit_float(frames)
+        target = to_unit_float(self.as_input(frames))
         batch = target.shape[0]
         observation = self.observe(target, actions, dt)
         reconstruction = self.decode(observation.states, observation.content, observation.skips)
         nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
-        kl_y1 = kl_standard_normal(observation.q_y1).sum() / batch
+        kl_y1_terms = kl_standard_normal(observation.q_y1)
+        kl_y1 = kl_y1_terms.sum() / batch
+        kl_y1_loss = self._with_free_nats(kl_y1_terms, kl_y1)
         zero = nll.new_zeros(())
-        kl_z = zero
+        kl_z = kl_z_loss = zero
         if observation.q_z is not None:
             prior = self.prior_z(observation.states[:, :-1])
-            kl_z = kl_divergence(observation.q_z, prior).sum() / batch
+            kl_z_terms = kl_divergence(observation.q_z, prior)
+            kl_z = kl_z_terms.sum() / batch
+            kl_z_loss = self._with_free_nats(kl_z_terms, kl_z)
         residual_norm = zero
         if observation.rollout.residuals is not None:
             residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
-        loss = nll + cfg.beta_y * kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
+        loss = nll + cfg.beta_y * kl_y1_loss + cfg.beta * kl_z_loss + cfg.l2_weight * residual_norm
         parts = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm}
         if head_targets:
             predictions = self.predict_heads(observation.states)
@@ -334,6 +380,14 @@ class SRVP(nn.Module):
         parts = {name: value.detach() for name, value in parts.items()}
         parts["loss"] = loss.detach()
         return ElboOutput(loss, parts, reconstruction)
+
+    def _with_free_nats(self, kl_terms: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
+        """A KL as it enters the loss, from its elementwise terms (b [t] n) and their sum over all but the batch,
+        averaged over it (`kl`): with free nats, the batch mean of the sum over clips (y_1) or frames (z) of
+        max(KL summed over the latent's dimensions, free_nats); without, `kl` itself (the paper's ELBO)."""
+        if self.config.free_nats == 0:
+            return kl
+        return kl_terms.sum(dim=-1).clamp(min=self.config.free_nats).sum() / kl_terms.shape[0]
 
     def forward(
         self,
