@@ -20,9 +20,9 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def require_extra(extra: str, part: str) -> None:
+def require_extra(extra: str, part: str, modules: tuple[str, ...] | None = None) -> None:
     """Raise a one-line ImportError naming the missing modules and `pip install 'srvp[extra]'` when `part`
-    (e.g. 'srvp.envs') is used without the packages of `extra`."""
-    missing = [module for module in EXTRAS[extra] if not _installed(module)]
+    (e.g. 'srvp.envs') is used without the packages of `extra` (or only `modules` of them, those it imports)."""
+    missing = [module for module in modules or EXTRAS[extra] if not _installed(module)]
     if missing:
         raise ImportError(f"{part} needs {', '.join(missing)}: pip install 'srvp[{extra}]'")

@@ -14,6 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from srvp.common.extras import require_extra
+
+# Every preparer decodes videos (PyAV) or checks TFRecords (CRC32C): one line before any of them is imported.
+require_extra("video", "srvp-prepare")
+
 from srvp.video_pred.data.prepare_bair import prepare_bair
 from srvp.video_pred.data.prepare_folder import FOLDER_ARGUMENTS, add_folder_arguments, folder_arguments, prepare_folder
 from srvp.video_pred.data.prepare_human36m import prepare_human36m

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from srvp.common.extras import require_extra
 
-require_extra("video", "reading TFRecords (srvp.video_pred.data.tfrecord)")
+require_extra("video", "reading TFRecords (srvp.video_pred.data.tfrecord)", modules=("google_crc32c",))
 
 import google_crc32c
 
