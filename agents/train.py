@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from srvp.agents.loop import train
-from srvp.common.configs import check_overlay
+from srvp.common.configs import check_overlay, check_required
 from srvp.common.files import check_output_arguments
 from srvp.common.runtime import StoppedEarly
 
@@ -27,6 +27,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.run_dir = HydraConfig.get().runtime.output_dir
     try:
         check_overlay(cfg, "srvp-control")
+        check_required(cfg)
         summary = train(cfg)
     except StoppedEarly as stopped:
         print(f"srvp-control: {stopped}", file=sys.stderr)

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from srvp.common.files import atomic_write
 
 
@@ -78,3 +80,17 @@ def check_clip_length(cfg: Mapping[str, Any], key: str, model: str) -> None:
             f"{key}={read_number(cfg, key, int)}: must be at least {needed} ({model}.y1_frames and "
             f"{model}.content_frames frames, and at least 2)"
         )
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Refuse a config with required values (`???`) left unset, naming them in one line, before anything runs
+    (read later, each would end in an omegaconf traceback). A `???` in a node with a `_target_` is an argument
+    given at instantiation (e.g. the planner's action_dim), not one the user gives."""
+
+    def given_at_instantiation(key: str) -> bool:
+        parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else cfg
+        return isinstance(parent, DictConfig) and "_target_" in parent
+
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not given_at_instantiation(key))
+    if missing:
+        raise ValueError(f"{', '.join(missing)} required but not given: add {missing[0]}=... to the command")

@@ -103,7 +103,8 @@ class GymPixelEnv(PixelEnv):
             kwargs["render_mode"] = "rgb_array"
         if max_sim_steps is not None:
             kwargs["max_episode_steps"] = int(max_sim_steps)
-        self._env = gymnasium.make(env_id, **kwargs)
+        self._env = make_wrapped(env_id, kwargs)
+        self._first_frame_checked = False
         problem = unsupported(self._env, env_id, pixels)
         if problem:
             self._env.close()
@@ -140,13 +141,59 @@ class GymPixelEnv(PixelEnv):
         return state, float(reward), bool(terminated), bool(truncated)
 
     def _render_frame(self, state: Any) -> np.ndarray:
-        frame = self._env.render() if self.pixels == "render" else state
+        if self.pixels == "render":
+            try:
+                frame = self._env.render()
+            except gymnasium.error.DependencyNotInstalled as error:
+                raise ImportError(f"{self.env_id} cannot render: {first_line(error)}") from None
+        else:
+            frame = state
         if frame is None:
             raise RuntimeError(f"{self.env_id} rendered no frame: it may not support render_mode='rgb_array'")
-        return to_square_frame(np.asarray(frame), self.size, self.crop)
+        frame = np.asarray(frame)
+        # An empty render would be resized into a black frame, and a constant first frame (a renderer that
+        # draws nothing) into frames without information: the model would train on them without a word.
+        source = "observed" if self.pixels == "observation" else "rendered"
+        if frame.size == 0 or frame.ndim not in (2, 3):
+            raise RuntimeError(
+                f"{self.env_id} {source} an empty or non-image frame of shape {frame.shape}: check its size "
+                "arguments (env.make_kwargs, e.g. {width: 64, height: 64})"
+            )
+        if not self._first_frame_checked:
+            if frame.min() == frame.max():
+                raise RuntimeError(
+                    f"{self.env_id} {source} a constant frame of shape {frame.shape} (every value {frame.flat[0]}) "
+                    "at its first reset: its renderer draws nothing (check env.make_kwargs and MUJOCO_GL)"
+                )
+            self._first_frame_checked = True
+        return to_square_frame(frame, self.size, self.crop)
 
     def _state_info(self, state: Any) -> dict[str, Any]:
         return {"state": state}
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def make_wrapped(env_id: str, kwargs: Mapping[str, Any]) -> gymnasium.Env:
+    """`gymnasium.make(env_id, **kwargs)` with its user errors (an unknown id, an argument the environment does
+    not take, a missing optional package) in one line naming the id, instead of a traceback."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env.id={env_id!r}: give a registered gymnasium id, e.g. env.id=Reacher-v5")
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.DependencyNotInstalled as error:
+        raise ImportError(f"{env_id} needs a package that is not installed: {first_line(error)}") from None
+    except gymnasium.error.Error as error:  # unknown name, version or namespace, and gymnasium's other refusals
+        raise ValueError(f"env.id={env_id}: {first_line(error)}") from None
+    except TypeError as error:
+        # gymnasium appends the creator's kwargs to the message: keep the environment's own complaint.
+        reason = first_line(error).split(" was raised from the environment creator")[0]
+        given = {key: value for key, value in kwargs.items() if key != "render_mode"}
+        raise ValueError(f"{env_id} does not take the arguments {given} (env.make_kwargs): {reason}") from None
 
 
 def register_gym_pixels() -> str:

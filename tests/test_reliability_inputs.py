@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import re
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
+from hydra import compose, initialize_config_module
 
+from srvp import envs
+from srvp.agents import loop as control_loop
+from srvp.agents import train as control_entry
 from srvp.agents.world_model import EpisodeFilter, build_world_model
+from tests.test_reliability import run_entry_point
 from tests.worldmodel_testing import TINY, random_clips, tiny_model
 
 CPU = torch.device("cpu")
@@ -92,3 +99,97 @@ def test_episode_filter_needs_the_model_in_eval_mode():
     with pytest.raises(RuntimeError, match=r"call model.eval\(\) first") as error:
         episode_filter.reset(random_clips(1, 1)[0, 0])
     one_line(error)
+
+
+# ------------------------------------------------------------------------------------------ gymnasium envs
+class FlatEnv(gymnasium.Env):
+    """A continuous-action environment whose renderer draws `frame`, or raises `render_error`."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None, height: int = 48, value: int = 0, missing: bool = False):
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode, self.height, self.value, self.missing = render_mode, height, value, missing
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+    def render(self):
+        if self.missing:
+            raise gymnasium.error.DependencyNotInstalled('pygame is not installed, run `pip install "gymnasium[x]"`')
+        return np.full((self.height, 64, 3), self.value, np.uint8)
+
+
+gymnasium.register(id="srvp-test/Flat-v0", entry_point=FlatEnv, max_episode_steps=5)
+
+
+@pytest.mark.parametrize(
+    ("make_kwargs", "message"),
+    [
+        (
+            {},
+            r"srvp-test/Flat-v0 rendered a constant frame of shape \(48, 64, 3\) \(every value 0\) at its first reset",
+        ),
+        ({"value": 255}, r"constant frame of shape \(48, 64, 3\) \(every value 255\)"),
+        ({"height": 0}, r"srvp-test/Flat-v0 rendered an empty or non-image frame of shape \(0, 64, 3\)"),
+    ],
+)
+def test_an_empty_or_constant_render_is_refused_at_the_first_reset(make_kwargs, message):
+    env = envs.make_gym_env("srvp-test/Flat-v0", make_kwargs=make_kwargs)
+    with pytest.raises(RuntimeError, match=message) as error:
+        env.reset(seed=0)
+    one_line(error)
+
+
+def test_mujoco_rendering_at_zero_size_is_refused_at_the_first_reset():
+    """The issue's example: Reacher-v5 with width and height 0 trained on all-black frames."""
+    env = envs.make_gym_env("Reacher-v5", make_kwargs={"width": 0, "height": 0})
+    with pytest.raises(RuntimeError, match=r"Reacher-v5 rendered an empty or non-image frame of shape \(0, 0, 3\)"):
+        env.reset(seed=0)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "make_kwargs", "error", "message"),
+    [
+        ("Nope-v0", None, ValueError, r"env.id=Nope-v0: Environment `Nope` doesn't exist"),
+        ("Reacher-v9", None, ValueError, r"env.id=Reacher-v9: Environment version `v9` for environment `Reacher`"),
+        (None, None, ValueError, r"env.id=None: give a registered gymnasium id"),
+        (
+            "srvp-test/Flat-v0",
+            {"colour": 3},
+            ValueError,
+            r"srvp-test/Flat-v0 does not take the arguments \{'colour': 3\} \(env.make_kwargs\): .*'colour'$",
+        ),
+    ],
+)
+def test_gymnasium_user_errors_are_one_line_naming_the_id(env_id, make_kwargs, error, message):
+    with pytest.raises(error, match=message) as caught:
+        envs.make_gym_env(env_id, make_kwargs=make_kwargs)
+    one_line(caught)
+
+
+def test_a_renderer_needing_a_missing_package_is_named_in_one_line():
+    env = envs.make_gym_env("srvp-test/Flat-v0", make_kwargs={"missing": True})
+    with pytest.raises(ImportError, match=r"^srvp-test/Flat-v0 cannot render: pygame is not installed, run") as error:
+        env.reset(seed=0)
+    one_line(error)
+
+
+def control_config(tmp_path, *overrides: str):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
+        return compose(
+            "control", overrides=["debug=control_tiny", "loop.max_episode_steps=5", f"run_dir={tmp_path}", *overrides]
+        )
+
+
+def test_srvp_control_reports_gymnasium_errors_in_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="env.id=Nope-v0: Environment `Nope` doesn't exist"):
+        control_loop.train(control_config(tmp_path, "env=gym", "env.id=Nope-v0"))
+    exit_info = run_entry_point(control_entry.main, monkeypatch, "env=gym", "debug=control_tiny", f"run_dir={tmp_path}")
+    assert str(exit_info.code) == "srvp-control: error: env.id required but not given: add env.id=... to the command"
