@@ -79,6 +79,13 @@ class EpisodeBuffer:
     def __len__(self) -> int:
         return self.num_steps
 
+    @property
+    def reward_mean(self) -> float:
+        """Mean reward per transition over the stored episodes (the reward-prediction baseline)."""
+        if not self._rewards:
+            raise ValueError("the buffer holds no episode")
+        return float(np.concatenate(self._rewards).mean())
+
     def __repr__(self) -> str:
         return (
             f"EpisodeBuffer(episodes={self.num_episodes}, steps={self.num_steps}, "

@@ -14,6 +14,8 @@ model's sampling the global RNGs, both saved in the checkpoint. Environment step
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +32,21 @@ from tqdm import tqdm
 
 from srvp import envs
 from srvp.agents.buffer import EpisodeBuffer
+from srvp.agents.diagnostics import (
+    SPREAD_WARNING,
+    imagined_return_spread,
+    open_loop_quality,
+    transition_activity,
+)
+from srvp.agents.evaluation import (
+    RETURNS_PLOT_NAME,
+    ZeroPolicy,
+    load_or_compute_baselines,
+    plot_returns,
+    returns_ci,
+    summary_rows,
+    summary_table,
+)
 from srvp.agents.mpc import MPCController
 from srvp.agents.planner import SHIFT_FILLS, Planner
 from srvp.agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
@@ -46,6 +63,12 @@ from srvp.worldmodel.config import substeps as euler_substeps
 TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
 BUFFER_DIR = "buffer"
+SUMMARY_NAME = "summary"
+DIAGNOSTIC_WINDOWS = 16
+"""Windows of the replay buffer (posterior states) and of the evaluation episodes (open-loop predictions) that
+the diagnostics of every evaluation are measured on."""
+SPREAD_CANDIDATES = 64
+"""Random action sequences whose imagined returns give the spread diagnostic."""
 
 
 def stream_seed(seed: int, stream: int, index: int) -> int:
@@ -54,12 +77,15 @@ def stream_seed(seed: int, stream: int, index: int) -> int:
 
 
 class Episode(NamedTuple):
-    """One episode: frames uint8 (T+1, H, W, 3), actions float32 (T, A), rewards float32 (T,), sim steps."""
+    """One episode: frames uint8 (T+1, H, W, 3), actions float32 (T, A), rewards float32 (T,), sim steps, and
+    the seconds spent in the environment (simulation and rendering) and in the policy (filtering, planning)."""
 
     frames: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
     sim_steps: int
+    env_seconds: float = 0.0
+    policy_seconds: float = 0.0
 
     @property
     def total_reward(self) -> float:
@@ -124,21 +150,34 @@ class Interrupted(Exception):
 def run_episode(env: gymnasium.Env, policy: Policy, seed: int, stop: StopRequest | None = None) -> Episode:
     """Play one episode of `env` reset with `seed`, acting with `policy`; raise Interrupted when `stop` is
     requested (the partial episode is dropped: the run resumes from its last checkpoint)."""
+    clock = time.perf_counter
+    start = clock()
     frame, info = env.reset(seed=seed)
+    env_seconds, policy_seconds = clock() - start, 0.0
     policy.reset(frame)
     frames, actions, rewards, done = [frame], [], [], False
     while not done:
         if stop is not None and stop.requested:
             raise Interrupted
+        start = clock()
         action = policy.act()
+        middle = clock()
         frame, reward, terminated, truncated, info = env.step(action)
+        end = clock()
         policy.observe(action, frame)
+        policy_seconds += middle - start + clock() - end
+        env_seconds += end - middle
         frames.append(frame)
         actions.append(action)
         rewards.append(reward)
         done = terminated or truncated
     return Episode(
-        np.stack(frames), np.stack(actions).astype(np.float32), np.asarray(rewards, np.float32), int(info["sim_steps"])
+        np.stack(frames),
+        np.stack(actions).astype(np.float32),
+        np.asarray(rewards, np.float32),
+        int(info["sim_steps"]),
+        env_seconds,
+        policy_seconds,
     )
 
 
@@ -212,6 +251,20 @@ class Progress:
     """Gradient updates of the world model."""
 
 
+def configure_threads(threads: int | str) -> str:
+    """Set torch's intra-op threads: `auto` uses the cores this process may run on (os.sched_getaffinity), an
+    integer that many. Returns the line the run logs: on a machine shared with another busy process, fewer
+    threads than cores avoid the oversubscription that slows every step by 10-100x."""
+    if threads == "auto":
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        reason = "auto: the cores this process may use"
+    else:
+        count = int(threads)
+        reason = f"threads={count}"
+    torch.set_num_threads(count)
+    return f"torch threads: {torch.get_num_threads()} ({reason}); MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}"
+
+
 def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
     """The configured pixel environment, a dm_control task or (`kind: gym`, configs/env/gym.yaml) any gymnasium
     environment, optionally with shorter episodes (smoke tests)."""
@@ -248,6 +301,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"planning.warm_start_fill={cfg.planning.warm_start_fill!r}: expected one of {SHIFT_FILLS}")
     if not isinstance(cfg.planning.compile, bool | str):
         raise ValueError(f"planning.compile={cfg.planning.compile!r}: expected true, false or a torch.compile mode")
+    if cfg.threads != "auto":
+        read_number(cfg, "threads", int, minimum=1)
+    read_number(cfg, "seed", int, minimum=0)
 
 
 def build_planner(agent: DictConfig, action_dim: int) -> Planner:
@@ -267,8 +323,15 @@ class ControlRun:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
+        print(configure_threads(cfg.threads))
         seed_everything(int(cfg.seed))
         self.env = make_env(cfg.env, cfg.loop.max_episode_steps)
+        self.eval_seeds = [
+            stream_seed(int(cfg.seed), EVAL_STREAM, index) for index in range(int(cfg.loop.eval_episodes))
+        ]
+        self.eval_history: list[dict[str, Any]] = []
+        """One entry per evaluation: env_steps, mean, ci95, episodes and the per-seed returns."""
+        self.baselines: dict[str, list[float]] = {}
         self.action_dim = int(self.env.action_space.shape[0])
         model_cfg = OmegaConf.to_container(cfg.world_model, resolve=True)
         self.model = build_world_model(model_cfg, self.action_dim).to(self.device)
@@ -321,6 +384,7 @@ class ControlRun:
                 f"{self.checkpoint_path} expects {int(extra['buffer_episodes'])}"
             )
         self.sample_generator.set_state(extra["sample_generator"])
+        self.eval_history = list(extra.get("eval_history", []))
         restore_rng_state(payload["rng"])
         return self.progress.env_steps, config_changes(saved_config, current, ignore=("run_dir", "resume"))
 
@@ -331,6 +395,7 @@ class ControlRun:
             "progress": asdict(self.progress),
             "buffer_episodes": self.buffer.num_episodes,
             "sample_generator": self.sample_generator.get_state(),
+            "eval_history": self.eval_history,
         }
         save_checkpoint(
             self.checkpoint_path,
@@ -376,14 +441,31 @@ class ControlRun:
         """Noiseless planning episodes from fixed seeds (the same at every evaluation)."""
         self.model.eval()
         return [
-            run_episode(
-                self.env,
-                self.planning_policy(EVAL_STREAM, index, explore=False),
-                stream_seed(int(self.cfg.seed), EVAL_STREAM, index),
-                self.stop,
-            )
-            for index in range(int(self.cfg.loop.eval_episodes))
+            run_episode(self.env, self.planning_policy(EVAL_STREAM, index, explore=False), seed, self.stop)
+            for index, seed in enumerate(self.eval_seeds)
         ]
+
+    def policy_baselines(self) -> dict[str, list[float]]:
+        """Returns of the random and zero-action policies on the evaluation seeds, cached in the run directory
+        (computed once per environment, episode length and seed set)."""
+        key = {
+            "env": OmegaConf.to_container(self.cfg.env, resolve=True),
+            "max_episode_steps": self.cfg.loop.max_episode_steps,
+            "seeds": self.eval_seeds,
+        }
+
+        def policy(name: str, index: int) -> Policy:
+            if name == "zero":
+                return ZeroPolicy(self.action_dim)
+            return RandomPolicy(self.action_dim, np.random.default_rng([int(self.cfg.seed), EVAL_STREAM, index]))
+
+        def returns(name: str) -> list[float]:
+            return [
+                run_episode(self.env, policy(name, index), seed, self.stop).total_reward
+                for index, seed in enumerate(self.eval_seeds)
+            ]
+
+        return load_or_compute_baselines(self.run_dir, key, returns)
 
     # ------------------------------------------------------------------ the loop
     def log_episode(self, prefix: str, episodes: list[Episode], seconds: float) -> None:
@@ -398,6 +480,8 @@ class ControlRun:
                 "env_steps": float(self.progress.env_steps),
                 "episodes": float(self.progress.train_episodes),
                 "env_steps_per_s": steps / max(seconds, 1e-9),
+                "env_seconds": sum(episode.env_seconds for episode in episodes),
+                "policy_seconds": sum(episode.policy_seconds for episode in episodes),
             },
         )
 
@@ -420,6 +504,8 @@ class ControlRun:
     def _run(self) -> dict[str, float]:
         loop, seed = self.cfg.loop, int(self.cfg.seed)
         summary: dict[str, float] = {}
+        if self.eval_seeds:
+            self.baselines = self.policy_baselines()
         while self.progress.train_episodes < int(loop.seed_episodes):
             index = self.progress.train_episodes
             start = time.perf_counter()
@@ -438,7 +524,26 @@ class ControlRun:
                 loss=f"{summary['loss']:.1f}", ret=f"{summary['train_return']:.1f}", steps=self.progress.env_steps
             )
         bar.close()
+        if self.eval_seeds and (not self.eval_history or self.eval_history[-1]["env_steps"] != self.progress.env_steps):
+            summary.update(self.evaluate_and_log())
+        if self.eval_history:
+            summary.update(self.write_summary())
         return summary
+
+    def write_summary(self) -> dict[str, float]:
+        """The last evaluation beside the baselines: printed, and written to summary.md and summary.json."""
+        last = self.eval_history[-1]
+        rows = summary_rows(last["returns"], self.baselines)
+        title = (
+            f"srvp-control {self.cfg.env.name}: evaluation return after {last['env_steps']} environment steps "
+            f"({self.progress.train_episodes} training episodes, {self.progress.updates} updates), "
+            f"{len(last['returns'])} fixed evaluation seeds"
+        )
+        table = f"{title}\n\n{summary_table(rows)}\n"
+        print(table)
+        (self.run_dir / f"{SUMMARY_NAME}.md").write_text(table)
+        (self.run_dir / f"{SUMMARY_NAME}.json").write_text(json.dumps({"title": title, "rows": rows}, indent=1))
+        return {f"{row['policy']}_return": row["mean"] for row in rows[1:]}
 
     def iteration(self) -> dict[str, float]:
         """C updates, one exploring planning episode, maybe an evaluation, then a checkpoint."""
@@ -483,12 +588,37 @@ class ControlRun:
         """Evaluation returns, the first evaluation episode's video and an open-loop prediction video."""
         loop, step = self.cfg.loop, self.progress.env_steps
         summary: dict[str, float] = {}
-        if int(loop.eval_episodes):
+        episodes: list[Episode] = []
+        if self.eval_seeds:
             start = time.perf_counter()
             episodes = self.evaluate()
             self.log_episode("eval", episodes, time.perf_counter() - start)
             self.logger.video(step, "eval/episode", episodes[0].frames)
-            summary["eval_return"] = float(np.mean([episode.total_reward for episode in episodes]))
+            returns = [episode.total_reward for episode in episodes]
+            stats = returns_ci(returns)
+            self.eval_history.append({"env_steps": step, **stats, "returns": returns})
+            baselines = {name: returns_ci(values) for name, values in self.baselines.items()}
+            self.logger.scalars(
+                step,
+                "eval",
+                {"return_ci95": stats["ci95"], **{f"{name}_policy_return": b["mean"] for name, b in baselines.items()}},
+            )
+            plot_returns(
+                self.run_dir / RETURNS_PLOT_NAME,
+                self.eval_history,
+                self.baselines,
+                dict(self.cfg.env.get("anchors") or {}),
+                f"{self.cfg.env.name}: evaluation return on {len(returns)} fixed seeds",
+            )
+            summary["eval_return"] = stats["mean"]
+        diagnostics = self.diagnose(episodes)
+        self.logger.scalars(step, "diagnostics", diagnostics)
+        if diagnostics["return_spread"] < SPREAD_WARNING:
+            tqdm.write(
+                f"warning: at environment step {step} the imagined returns of random action sequences differ by "
+                f"{100 * diagnostics['return_spread']:.3g}% of their size: the world model ignores the actions "
+                "and the planner is choosing (almost) at random"
+            )
         length = min(int(loop.video_frames), int(loop.seq_len))
         if length > int(loop.context_frames):
             generator = torch.Generator().manual_seed(stream_seed(int(self.cfg.seed), VIDEO_STREAM, step % 2**31))
@@ -497,6 +627,50 @@ class ControlRun:
             )
             self.logger.video(step, "open_loop/truth_vs_prediction", video)
         return summary
+
+    @torch.no_grad()
+    def diagnose(self, episodes: list[Episode]) -> dict[str, float]:
+        """What tells a dead world model from a learning one (`srvp.agents.diagnostics`): activity of f and the
+        spread of imagined returns on posterior states of replay windows, and open-loop prediction quality
+        against the model-free baselines on windows of the evaluation episodes (never trained on)."""
+        cfg, loop = self.cfg, self.cfg.loop
+        seed = stream_seed(int(cfg.seed), VIDEO_STREAM, 0)
+        context = max(int(loop.context_frames), 2)
+        windows = self.buffer.sample(DIAGNOSTIC_WINDOWS, context, generator=torch.Generator().manual_seed(seed))
+        frames, actions = windows["obs"].to(self.device), windows["actions"].to(self.device)
+        result = {
+            f"f_active_{index}": value for index, value in enumerate(transition_activity(self.model, frames, actions))
+        }
+        generator = torch.Generator(self.device).manual_seed(seed)
+        horizon = int(cfg.agent.horizon)
+        spread = imagined_return_spread(
+            self.model,
+            frames,
+            actions,
+            horizon,
+            SPREAD_CANDIDATES,
+            generator,
+            parse_step(cfg.planning.dt),
+            cfg.precision,
+        )
+        result.update(spread)
+        held_out = EpisodeBuffer(self.buffer.obs_shape, self.action_dim)
+        for episode in episodes:
+            held_out.add_episode(episode.frames, episode.actions, episode.rewards)
+        length = context + horizon
+        if episodes and min(len(episode.actions) for episode in episodes) + 1 >= length:
+            windows = held_out.sample(DIAGNOSTIC_WINDOWS, length, generator=torch.Generator().manual_seed(seed))
+            quality = open_loop_quality(
+                self.model,
+                windows["obs"].to(self.device),
+                windows["actions"].to(self.device),
+                windows["rewards"].to(self.device),
+                context,
+                self.buffer.reward_mean,
+                cfg.precision,
+            )
+            result.update({f"heldout_{name}": value for name, value in quality.items()})
+        return result
 
     def close(self) -> None:
         self.logger.close()

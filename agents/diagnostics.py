@@ -1,0 +1,127 @@
+"""What tells a dead control world model from a learning one, measured on replayed or held-out episodes.
+
+A planner can only choose well if the imagined returns depend on the actions. They stop doing so when the
+transition f dies (its ReLUs never fire on the states it sees, so y moves by one constant residual) or when
+the latents collapse (the posterior carries nothing the decoder or the reward head uses). Each function here
+measures one of those symptoms, in eval mode and without gradients:
+
+- `transition_activity`: the fraction of active units in each hidden layer of f on posterior rollouts;
+- `imagined_return_spread`: how much the imagined returns of random action sequences differ, relative to
+  their size (zero: the planner ranks candidates by numerical noise);
+- `open_loop_quality`: open-loop frame PSNR/SSIM over the planning horizon against repeating the last observed
+  frame, the reward-prediction error against always predicting the mean reward, and the ELBO's KL terms, on
+  windows of episodes the model never trained on (so a bad return can be traced to the model or the planner).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from srvp.agents.world_model import REWARD_HEAD, imagined_returns, reward_targets
+from srvp.common.frame_metrics import psnr, ssim
+from srvp.common.runtime import autocast
+from srvp.worldmodel import SRVP
+
+SPREAD_WARNING = 0.01
+"""Relative spread of imagined returns below which the planner is choosing (almost) at random: the issue's bar
+for a model whose imagination depends on the actions (1% of the returns' magnitude)."""
+
+
+@torch.no_grad()
+def transition_activity(model: SRVP, frames: Tensor, actions: Tensor) -> list[float]:
+    """Fraction of positive units in each hidden ReLU layer of f, over the posterior rollouts of windows
+    frames (b t c h w) linked by actions (b, t-1, a); [] for a transition without ReLUs (GRU)."""
+    activations = [module for module in model.transition.modules() if isinstance(module, nn.ReLU)]
+    active: list[list[Tensor]] = [[] for _ in activations]
+    hooks = [
+        module.register_forward_hook(lambda _module, _input, output, store=store: store.append((output > 0).float()))
+        for module, store in zip(activations, active, strict=True)
+    ]
+    model.eval()
+    try:
+        model.observe(frames, actions)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [torch.cat(store).mean().item() for store in active]
+
+
+@torch.no_grad()
+def imagined_return_spread(
+    model: SRVP,
+    frames: Tensor,
+    actions: Tensor,
+    horizon: int,
+    candidates: int,
+    generator: torch.Generator,
+    dt: float = 1.0,
+    precision: str = "auto",
+) -> dict[str, float]:
+    """Imagined returns of `candidates` uniform random action sequences of `horizon` steps from the posterior
+    state at the last frame of each window (b t c h w): their spread across candidates relative to their mean
+    magnitude (std_n R / mean_n |R|, averaged over windows), absolute std and mean. z: prior means, as planning.
+    """
+    model.eval()
+    states = model.observe(frames, actions).states[:, -1]
+    batch, action_dim = states.shape[0], model.config.action_dim
+    plans = torch.rand(batch * candidates, horizon, action_dim, generator=generator, device=generator.device)
+    plans = (plans * 2 - 1).to(states.device)
+    with autocast(states.device, precision):
+        returns = imagined_returns(model, states.repeat_interleave(candidates, 0), plans, dt, prior_mean=True)
+    returns = returns.float().view(batch, candidates)
+    spread = returns.std(dim=1)
+    relative = spread / returns.abs().mean(dim=1).clamp_min(1e-8)
+    return {
+        "return_spread": relative.mean().item(),
+        "return_std": spread.mean().item(),
+        "return_mean": returns.mean().item(),
+    }
+
+
+@torch.no_grad()
+def open_loop_quality(
+    model: SRVP,
+    frames: Tensor,
+    actions: Tensor,
+    rewards: Tensor,
+    context: int,
+    mean_reward: float,
+    precision: str = "auto",
+) -> dict[str, float]:
+    """Open-loop predictions of windows frames (b, context + H, c h w) with their actions (b, context+H-1, a)
+    and rewards (b, context+H-1): `context` frames observed, H imagined from the real actions (prior-mean z).
+
+    Returns frame PSNR/SSIM of the H predicted frames and of the last observed frame repeated (the model-free
+    baseline), the mean squared error of the H predicted rewards and of `mean_reward` (the training buffer's
+    mean reward, the reward baseline), and the KL terms and NLL per window of the ELBO on the whole windows.
+    """
+    model.eval()
+    horizon = frames.shape[1] - context
+    if horizon < 1 or context < model.config.y1_frames:
+        raise ValueError(
+            f"open-loop windows of {frames.shape[1]} frames with context {context}: need context >= "
+            f"y1_frames={model.config.y1_frames} and at least one predicted frame"
+        )
+    device = frames.device
+    with autocast(device, precision):
+        observation = model.observe(frames[:, :context], actions[:, : context - 1])
+        future = model.imagine(observation.states[:, -1], horizon, actions=actions[:, context - 1 :], prior_mean=True)
+        states = future.frame_states[:, 1:]
+        predicted = model.decode(states, observation.content, observation.skips).float().clamp(0, 1)
+        predicted_rewards = model.predict_heads(states)[REWARD_HEAD].float().squeeze(-1)
+        parts = model.elbo(frames, actions, {REWARD_HEAD: reward_targets(rewards)}).parts
+    truth = frames[:, context:].float() / 255
+    last = frames[:, context - 1 : context].float().div(255).expand_as(truth)
+    future_rewards = rewards[:, context - 1 :]
+    return {
+        "psnr": psnr(predicted, truth).mean().item(),
+        "ssim": ssim(predicted, truth).mean().item(),
+        "psnr_last_frame": psnr(last, truth).mean().item(),
+        "ssim_last_frame": ssim(last, truth).mean().item(),
+        "reward_mse": (predicted_rewards - future_rewards).pow(2).mean().item(),
+        "reward_mse_mean_reward": (future_rewards - mean_reward).pow(2).mean().item(),
+        "kl_y1": parts["kl_y1"].item(),
+        "kl_z": parts["kl_z"].item(),
+        "nll": parts["nll"].item(),
+    }
