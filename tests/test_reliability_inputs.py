@@ -4,6 +4,7 @@ used correctly or refused in one line naming the culprit, before any work starts
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -16,6 +17,9 @@ from srvp import envs
 from srvp.agents import loop as control_loop
 from srvp.agents import train as control_entry
 from srvp.agents.world_model import EpisodeFilter, build_world_model
+from srvp.video_pred.data.prepare_folder import prepare_folder
+from srvp.video_pred.data.prepared import claim_output_folder, load_meta
+from tests.test_prepare_folder import make_frames, write_video
 from tests.test_reliability import run_entry_point
 from tests.worldmodel_testing import TINY, random_clips, tiny_model
 
@@ -193,3 +197,72 @@ def test_srvp_control_reports_gymnasium_errors_in_one_line(tmp_path, monkeypatch
         control_loop.train(control_config(tmp_path, "env=gym", "env.id=Nope-v0"))
     exit_info = run_entry_point(control_entry.main, monkeypatch, "env=gym", "debug=control_tiny", f"run_dir={tmp_path}")
     assert str(exit_info.code) == "srvp-control: error: env.id required but not given: add env.id=... to the command"
+
+
+# ------------------------------------------------------------------------------------------ srvp-prepare folder
+@pytest.fixture(scope="module")
+def six_videos(tmp_path_factory) -> Path:
+    """Six short lossless-enough AVI files (mjpeg), 12 frames each."""
+    raw = tmp_path_factory.mktemp("six")
+    for index in range(6):
+        write_video(raw / f"v{index}.avi", make_frames(12, index), "avi", "mjpeg", "yuvj420p")
+    return raw
+
+
+def prepared_files(out: Path) -> dict[str, list[str]]:
+    return {split: sorted(path.name for path in (out / split).glob("*.npy")) for split in ("train", "val", "test")}
+
+
+SHORT = {"min_frames": 4, "test_clip_length": 4, "test_clip_count": 2}
+
+
+@pytest.mark.parametrize(
+    ("changed", "flag"),
+    [
+        ({"seed": 7}, "(seed: 42 -> 7)"),
+        ({"test_fraction": 0.5}, "test_fraction: 0.1 -> 0.5"),
+        ({"val_fraction": 0.4}, "val_fraction: 0.05 -> 0.4"),
+    ],
+)
+def test_a_rerun_of_prepare_folder_with_other_split_options_is_refused(six_videos, tmp_path, changed, flag):
+    """It used to redraw the split: videos moved between train and test, their old copies stayed behind."""
+    out = tmp_path / "out"
+    meta = prepare_folder(six_videos, out, **SHORT)
+    files = prepared_files(out)
+    assert prepare_folder(six_videos, out, **SHORT) == meta  # the same options resume
+    with pytest.raises(ValueError, match=re.escape(flag)) as error:
+        prepare_folder(six_videos, out, **SHORT, **changed)
+    one_line(error)
+    assert load_meta(out) == meta and prepared_files(out) == files
+
+
+def test_prepare_refuses_to_move_a_prepared_video_into_another_split(six_videos, tmp_path):
+    """Whatever moved it (a folder prepared before the options were recorded, raw files added, a split file
+    edited), a video already prepared in one split is never written into another."""
+    out = tmp_path / "out"
+    meta = prepare_folder(six_videos, out, **SHORT)
+    (out / "folder_options.json").unlink()  # as an older version left it: no split options recorded
+    (out / ".srvp-prepare.json").unlink()
+    (out / "meta.json").unlink()
+    files = prepared_files(out)
+    test_video = meta["splits"]["test"]
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text(
+        "\n".join(
+            f"{'train' if name in test_video else 'test'} {name}"
+            for name in sorted(path.name for path in six_videos.glob("*.avi"))
+        )
+    )
+    with pytest.raises(ValueError, match=r"already holds \d+ of these videos in another split") as error:
+        prepare_folder(six_videos, out, **SHORT, split_file=split_file)
+    one_line(error)
+    assert prepared_files(out) == files
+
+
+def test_every_prepared_dataset_refuses_a_rerun_with_another_seed(tmp_path):
+    """KTH, Human3.6M and BAIR draw their validation videos and test clips from --seed too."""
+    claim_output_folder(tmp_path, "kth", 42)
+    claim_output_folder(tmp_path, "kth", 42)
+    with pytest.raises(ValueError, match=r"was prepared with --seed 42: rerun with --seed 42 to resume") as error:
+        claim_output_folder(tmp_path, "kth", 7)
+    one_line(error)

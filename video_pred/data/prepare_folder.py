@@ -21,8 +21,9 @@ with the reason, as a corrupt or truncated file is. Splits are by file: seeded f
 the videos for test, then a fraction of the rest for validation), or an explicit split file. The fixed test
 set is `test_clip_count` seeded clips of `test_clip_length` frames drawn from the test videos.
 
-The frame options are written to `<out>/folder_options.json` before any video, so that a rerun with other
-options cannot resume into a folder of videos prepared differently.
+The frame and split options (seed, fractions, split file) are written to `<out>/folder_options.json` before
+any video, so that a rerun with other options cannot resume into a folder of videos prepared differently, nor
+move videos between splits.
 """
 
 from __future__ import annotations
@@ -242,22 +243,27 @@ def draw_test_files(files: Sequence[str], test_fraction: float, seed: int) -> se
     return {sorted(files)[i] for i in order[:count]}
 
 
-def check_options_file(out: Path, options: FrameOptions) -> None:
-    """Record the frame options in `out`, or refuse to resume into a folder prepared with other ones."""
+def check_options_file(out: Path, options: dict[str, Any]) -> None:
+    """Record the frame and split options in `out`, or refuse to resume into a folder prepared with other ones:
+    other frame options would mix differently processed videos, other split options would move videos between
+    splits (a model trained before would then be scored on its training videos). Options a file written by an
+    older version does not hold are added to it."""
     path = out / OPTIONS_NAME
-    current = options.to_json()
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
         changed = [
-            f"{key}: {previous.get(key)} -> {value}" for key, value in current.items() if previous.get(key) != value
+            f"{key}: {previous[key]} -> {value}"
+            for key, value in options.items()
+            if key in previous and previous[key] != value
         ]
         if changed:
             raise ValueError(
-                f"{out} holds videos prepared with other options ({'; '.join(changed)}): "
-                "choose another --out or remove that folder"
+                f"{out} holds videos prepared with other options ({'; '.join(changed)}): rerun with the same "
+                "options, or choose another --out"
             )
-        return
-    atomic_write(path, lambda file: file.write(json.dumps(current, indent=1).encode("utf-8")))
+        if set(options) <= set(previous):
+            return
+    atomic_write(path, lambda file: file.write(json.dumps(options, indent=1).encode("utf-8")))
 
 
 def prepare_folder(
@@ -313,7 +319,13 @@ def prepare_folder(
     if split_file is None:
         videos = assign_validation(videos, val_fraction, seed)
     out = Path(out)
-    check_options_file(out, options)
+    split_options = {
+        "seed": seed,
+        "split_file": None if split_file is None else str(Path(split_file).resolve()),
+        "val_fraction": None if split_file else val_fraction,
+        "test_fraction": None if split_file else test_fraction,
+    }
+    check_options_file(out, {**options.to_json(), **split_options})
     return prepare_videos(
         "folder",
         videos,
@@ -326,9 +338,9 @@ def prepare_folder(
         source={
             "raw": str(Path(raw).resolve()),
             "frames": options.to_json(),
-            "split_file": None if split_file is None else str(Path(split_file).resolve()),
-            "val_fraction": None if split_file else val_fraction,
-            "test_fraction": None if split_file else test_fraction,
+            "split_file": split_options["split_file"],
+            "val_fraction": split_options["val_fraction"],
+            "test_fraction": split_options["test_fraction"],
         },
     )
 

@@ -140,11 +140,12 @@ def prepare_videos(
     otherwise that many seeded random clips of `test_clip_length` frames are drawn.
     """
     out = Path(out).expanduser()
-    claim_output_folder(out, dataset)
+    claim_output_folder(out, dataset, seed)
     ids = [(v.split, v.video_id) for v in videos]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"two raw videos map to the same prepared video {duplicate[0]}/{duplicate[1]}")
+    check_splits_unchanged(out, videos)
     skipped = dict(skipped or {})
     frame_counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
     todo = []
@@ -196,22 +197,50 @@ def prepare_videos(
     return meta
 
 
-def claim_output_folder(out: Path, dataset: str) -> None:
-    """Mark `out` as holding `dataset` before anything is written into it, refusing a folder that holds (or
-    started to hold) another dataset: its meta.json would be replaced and the videos of both mixed."""
+def claim_output_folder(out: Path, dataset: str, seed: int | None = None) -> None:
+    """Mark `out` as holding `dataset` prepared with `seed` before anything is written into it, refusing a folder
+    that holds (or started to hold) another dataset, whose meta.json would be replaced and the videos of both
+    mixed, or the same one prepared with another seed, whose validation videos and test clips would be drawn
+    anew."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     for marker in (out / META_NAME, out / CLAIM_NAME):
         if marker.is_file():
             try:
-                found = json.loads(marker.read_text(encoding="utf-8")).get("dataset")
+                found = json.loads(marker.read_text(encoding="utf-8"))
+                found_dataset, found_seed = found.get("dataset"), found.get("seed")
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 raise ValueError(f"{marker} is unreadable: is {out} a prepared dataset? Choose another --out") from None
-            if found != dataset:
+            if found_dataset != dataset:
                 raise ValueError(
-                    f"--out {out} already holds a prepared {found} dataset: choose another folder for {dataset}"
+                    f"--out {out} already holds a prepared {found_dataset} dataset: choose another folder for {dataset}"
                 )
-    atomic_write(out / CLAIM_NAME, lambda file: file.write(json.dumps({"dataset": dataset}).encode("utf-8")))
+            if seed is not None and found_seed is not None and found_seed != seed:
+                raise ValueError(
+                    f"--out {out} was prepared with --seed {found_seed}: rerun with --seed {found_seed} to resume, or "
+                    f"choose another --out for --seed {seed} (its splits and test clips differ)"
+                )
+    claim = {"dataset": dataset} if seed is None else {"dataset": dataset, "seed": seed}
+    atomic_write(out / CLAIM_NAME, lambda file: file.write(json.dumps(claim).encode("utf-8")))
+
+
+def check_splits_unchanged(out: Path, videos: Sequence[RawVideo]) -> None:
+    """Refuse to prepare into `out` a video it already holds in another split (the split was drawn differently:
+    another seed, fraction, split file or set of raw files): the video would be in two splits at once, and a
+    model trained before would be scored on its training videos."""
+    moved = [
+        (other, video)
+        for video in videos
+        for other in SPLITS
+        if other != video.split and video_path(out, other, video.video_id).is_file()
+    ]
+    if moved:
+        other, video = moved[0]
+        raise ValueError(
+            f"{out} already holds {len(moved)} of these videos in another split (e.g. {video.video_id} in {other}, "
+            f"now drawn into {video.split}): the splits changed since it was prepared; rerun with the options it "
+            "was prepared with, or choose another --out"
+        )
 
 
 def _count(progress: tqdm, result: tuple[int, str | None]) -> tuple[int, str | None]:
