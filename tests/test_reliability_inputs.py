@@ -4,6 +4,7 @@ used correctly or refused in one line naming the culprit, before any work starts
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium
@@ -12,16 +13,23 @@ import pytest
 import torch
 from gymnasium import spaces
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from srvp import envs
 from srvp.agents import loop as control_loop
 from srvp.agents import train as control_entry
 from srvp.agents.world_model import EpisodeFilter, build_world_model
+from srvp.common.checkpoints import save_checkpoint
+from srvp.video_pred import evaluate, figures
+from srvp.video_pred.data import build_dataset, dataset_defaults
 from srvp.video_pred.data.prepare_folder import prepare_folder
-from srvp.video_pred.data.prepared import claim_output_folder, load_meta
+from srvp.video_pred.data.prepared import RawVideo, claim_output_folder, load_meta, prepare_videos
+from srvp.worldmodel import SRVP, SRVPConfig
+from tests.mnist_files import write_fake_mnist
+from tests.test_evaluate import NoiseVideo
 from tests.test_prepare_folder import make_frames, write_video
 from tests.test_reliability import run_entry_point
-from tests.worldmodel_testing import TINY, random_clips, tiny_model
+from tests.worldmodel_testing import SMALLEST, TINY, random_clips, tiny_model
 
 CPU = torch.device("cpu")
 
@@ -266,3 +274,110 @@ def test_every_prepared_dataset_refuses_a_rerun_with_another_seed(tmp_path):
     with pytest.raises(ValueError, match=r"was prepared with --seed 42: rerun with --seed 42 to resume") as error:
         claim_output_folder(tmp_path, "kth", 7)
     one_line(error)
+
+
+# ------------------------------------------------------------------------------------------ srvp-eval, srvp-figures
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A prepared grey 'kth' folder with train, val and 7-frame test clips, a prepared RGB 'folder' dataset, and
+    tiny checkpoints trained (by their configs) on that kth folder and on deterministic Moving MNIST."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    videos = [NoiseVideo(f"v{index}", split, f"video {index}") for index, split in enumerate(["test"] * 2 + ["val"])]
+    videos.append(NoiseVideo("v9", "train", "train video"))
+    prepare_videos("kth", videos, root / "kth", channels=1, seed=0, test_clip_length=7, test_clip_count=3)
+    rgb = [RGBVideo(f"v{index}", split, f"rgb {index}") for index, split in enumerate(["test", "train"])]
+    prepare_videos("folder", rgb, root / "rgb", channels=3, seed=0, test_clip_length=7, test_clip_count=3)
+    config = SRVPConfig(**SMALLEST)
+    kth = {"name": "kth", "root": str(root / "kth"), "cond_frames": 3, "pred_frames": 4, "train_length": 5}
+    save_checkpoint(root / "kth.pt", SRVP(config), step=1, config={"model": config.to_dict(), "dataset": kth})
+    mnist = {
+        "name": "mmnist_deterministic",
+        "mnist_dir": str(write_fake_mnist(root / "mnist", count=20)),
+        "verify_md5": False,
+        "cache_dir": str(root / "cache"),
+        "cond_frames": 3,
+        "pred_frames": 4,
+        "test_size": 2,
+    }
+    save_checkpoint(root / "mnist.pt", SRVP(config), step=1, config={"model": config.to_dict(), "dataset": mnist})
+    return {"kth": root / "kth", "rgb": root / "rgb", "kth.pt": root / "kth.pt", "mnist.pt": root / "mnist.pt"}
+
+
+@dataclass(frozen=True)
+class RGBVideo(RawVideo):
+    """Seeded random RGB frames."""
+
+    def decode(self) -> np.ndarray:
+        return np.random.default_rng(int(self.video_id[1:])).integers(0, 256, (9, 3, 64, 64), dtype=np.uint8)
+
+
+def eval_config(checkpoint: Path, *overrides: str):
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
+        base = compose(config_name="eval", overrides=list(overrides))
+    quick = {"ckpt_path": str(checkpoint), "metrics": ["psnr"], "baselines": False, "num_samples": 1}
+    return OmegaConf.merge(base, {**quick, "device": "cpu", "num_workers": 0})
+
+
+def test_eval_and_figures_refuse_a_dataset_key_their_dataset_does_not_use(checkpoints, tmp_path):
+    """srvp-eval on a Moving MNIST checkpoint with dataset.root=<a prepared folder> scored Moving MNIST."""
+    rgb = checkpoints["rgb"]
+    cfg = eval_config(checkpoints["mnist.pt"], f"dataset.root={rgb}")
+    expected = (
+        f"dataset.root={rgb} is not used by mmnist_deterministic (the dataset the checkpoint was trained on): to "
+        "evaluate on a prepared folder, give its dataset too (dataset.name=folder)"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        evaluate.evaluate(cfg, tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
+        figures_cfg = compose("figures", [f"ckpt_path={checkpoints['mnist.pt']}", f"dataset.root={rgb}"])
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        figures.make_figures(figures_cfg)
+    # Naming the dataset evaluates on it, when the model takes its frames.
+    with pytest.raises(ValueError, match=r"model takes 1-channel frames but .*rgb holds 3-channel videos") as error:
+        evaluate.evaluate(eval_config(checkpoints["mnist.pt"], f"dataset.root={rgb}", "dataset.name=folder"), tmp_path)
+    one_line(error)
+    kth = checkpoints["kth"]
+    report = evaluate.evaluate(
+        eval_config(checkpoints["mnist.pt"], f"dataset.root={kth}", "dataset.name=kth"), tmp_path
+    )
+    assert report["dataset"]["name"] == "kth" and report["num_clips"] == 3
+    assert evaluate.evaluated(report["dataset"], "test") == f"kth test split ({kth})"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.cond_frames=1"], "dataset.cond_frames=1: the checkpoint's model infers y_1 from 2 frames"),
+        (["dataset.pred_frames=0"], "dataset.pred_frames=0: must be at least 1"),
+        (
+            ["dataset.pred_frames=5"],
+            "dataset.cond_frames + dataset.pred_frames = 3 + 5 = 8 frames, but the fixed test clips of",
+        ),
+        (["dataset.channels=3"], "dataset.channels=3 but"),
+    ],
+)
+def test_eval_names_the_dataset_key_before_any_clip_is_generated(checkpoints, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        evaluate.evaluate(eval_config(checkpoints["kth.pt"], *overrides), tmp_path / "eval")
+    one_line(error)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_on_the_validation_split(checkpoints, tmp_path):
+    """split=val always failed: no clip count was passed."""
+    report = evaluate.evaluate(
+        eval_config(checkpoints["kth.pt"], "split=val", "+dataset.val_length=7", "max_clips=3"), tmp_path
+    )
+    assert report["num_clips"] == 3
+
+
+def test_a_folder_without_validation_videos_names_trainer_val_every(checkpoints):
+    section = OmegaConf.merge(dataset_defaults("folder"), {"root": str(checkpoints["rgb"]), "val_length": 5})
+    with pytest.raises(
+        ValueError, match=r"has no val video: .* or train without validation \(trainer.val_every=null\)"
+    ):
+        build_dataset(section, "val", size=2)
+    section.train_length = 12
+    with pytest.raises(ValueError, match=r"dataset.train_length = 12 frames, but the longest train video of .* has 9"):
+        build_dataset(section, "train")

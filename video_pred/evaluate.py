@@ -83,9 +83,16 @@ def build_video_features(device: torch.device) -> Callable[[Tensor], Tensor]:
     return lambda videos: i3d_features(i3d, videos)
 
 
-def build_test_loader(dataset_cfg: DictConfig, cfg: DictConfig, device: torch.device) -> DataLoader:
-    """Batches of the fixed test clips, in order, truncated to `max_clips`."""
-    dataset = data.build_dataset(dataset_cfg, cfg.split)
+DEFAULT_VAL_CLIPS = 400
+"""Fixed validation clips of `split=val` when the checkpoint's config does not say (configs/trainer/default.yaml)."""
+
+
+def build_test_loader(
+    dataset_cfg: DictConfig, cfg: DictConfig, device: torch.device, val_clips: int = DEFAULT_VAL_CLIPS
+) -> DataLoader:
+    """Batches of the fixed test clips (or, with `split=val`, the `val_clips` fixed validation clips the
+    trainer selects checkpoints on), in order, truncated to `max_clips`."""
+    dataset = data.build_dataset(dataset_cfg, cfg.split, size=val_clips if cfg.split == "val" else None)
     if cfg.max_clips is not None:
         if cfg.max_clips < 1:
             raise ValueError(f"max_clips={cfg.max_clips}: must be positive or null")
@@ -107,7 +114,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     # The checkpoint and the data first: a wrong path is reported before metric networks are loaded.
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = data.dataset_section(payload["config"].get("dataset", {}), cfg.dataset)
-    loader = build_test_loader(dataset_cfg, cfg, device)
+    data.check_model_fits(dataset_cfg, model.config)
+    val_clips = (payload["config"].get("trainer") or {}).get("val_clips") or DEFAULT_VAL_CLIPS
+    loader = build_test_loader(dataset_cfg, cfg, device, int(val_clips))
     num_samples = int(cfg.num_samples if cfg.num_samples is not None else dataset_cfg.test_samples)
     metrics = build_metrics(metric_names(cfg.metrics), device, cfg.lpips_trunk)
     video_features = build_video_features(device) if cfg.fvd else None
@@ -230,6 +239,12 @@ def versus_best_baseline(metric: str, model: dict[str, Any], baselines: dict[str
     return f"{verdict} {best} by {abs(margin):.3g}"
 
 
+def evaluated(dataset: dict[str, Any], split: str) -> str:
+    """What an evaluation ran on, for its first printed line: 'kth test split (/data/kth)'."""
+    root = dataset.get("root")
+    return f"{dataset['name']} {split} split" + (f" ({root})" if root else "")
+
+
 def output_dir(cfg: DictConfig) -> Path:
     """`out_dir` when given (single runs only), else the hydra run or sweep-job directory."""
     hydra_cfg = HydraConfig.get()
@@ -249,8 +264,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"srvp-eval: error: {error}")
     print(
-        f"{report['num_clips']} clips x {report['num_samples']} samples, dt={report['dt']:.4g}, "
-        f"{report['seconds']:.1f} s"
+        f"{evaluated(report['dataset'], cfg.split)}: {report['num_clips']} clips x {report['num_samples']} samples, "
+        f"dt={report['dt']:.4g}, {report['seconds']:.1f} s"
     )
     print(results_table(report))
     print(

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 from srvp.common.files import check_output_arguments
 from srvp.common.media import side_by_side, time_grid, write_image, write_video
 from srvp.common.runtime import resolve_device
-from srvp.video_pred.data import build_dataset, dataset_section
+from srvp.video_pred.data import build_dataset, check_model_fits, dataset_section
 from srvp.worldmodel.checkpoint import load_model
 from srvp.worldmodel.model import SRVP, to_unit_float
 
@@ -215,6 +215,7 @@ def make_figures(cfg: DictConfig) -> list[Path]:
     device = resolve_device(cfg.device)
     model, payload = load_model(cfg.ckpt_path, device)
     dataset_cfg = dataset_section(payload.get("config", {}).get("dataset", {}), cfg.dataset)
+    check_model_fits(dataset_cfg, model.config)
     clip_ids = [int(index) for index in cfg.clips]
     clips = load_clips(build_dataset(dataset_cfg, "test"), clip_ids, device)
     cond = int(dataset_cfg.cond_frames)

@@ -24,6 +24,7 @@ from srvp.video_pred.data.smmnist import (
     load_or_build_test_set,
     split_digits,
 )
+from srvp.worldmodel import SRVPConfig
 
 MNIST_DATASETS = ("smmnist", "mmnist_deterministic")
 PREPARED_DATASETS = ("kth", "human36m", "bair", "folder")
@@ -52,7 +53,32 @@ def dataset_section(trained: dict[str, Any], overrides: DictConfig | dict[str, A
     name = given.get("name") or (trained or {}).get("name")
     if name is None:
         raise ValueError("the checkpoint's config has no dataset section; give it with dataset.name=... etc.")
-    return OmegaConf.merge(dataset_defaults(name), trained or {}, given)
+    defaults = dataset_defaults(name)
+    # A key the dataset does not read would be accepted and ignored: dataset.root=<a prepared folder> on a Moving
+    # MNIST checkpoint scored Moving MNIST and recorded the root beside it.
+    known = set(defaults) | set(trained or {}) | (PREPARED_OPTIONAL_KEYS if name in PREPARED_DATASETS else set())
+    unused = sorted(set(given) - known)
+    if unused:
+        key = unused[0]
+        hint = ""
+        if key == "root":
+            prepared = _prepared_name(given[key])
+            hint = f": to evaluate on a prepared folder, give its dataset too (dataset.name={prepared})"
+        source = "the dataset given" if "name" in given else "the dataset the checkpoint was trained on"
+        raise ValueError(f"dataset.{key}={given[key]} is not used by {name} ({source}){hint}")
+    return OmegaConf.merge(defaults, trained or {}, given)
+
+
+PREPARED_OPTIONAL_KEYS = {"channels", "val_length"}
+"""Keys a prepared dataset reads when present although its config file need not set them."""
+
+
+def _prepared_name(root: str) -> str:
+    """The dataset a prepared folder holds (its meta.json), or a placeholder naming the choices."""
+    try:
+        return str(load_meta(root)["dataset"])
+    except (OSError, ValueError, KeyError):
+        return "|".join(PREPARED_DATASETS)
 
 
 def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | None = None) -> Dataset:
@@ -70,6 +96,7 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | No
             raise ValueError(f"dataset.root is required for {dataset.name}: the folder written by `srvp-prepare`")
         if dataset.get("channels") is not None:
             _check_channels(dataset.root, int(dataset.channels))
+        _check_prepared_lengths(dataset, split)
         if split == "train":
             return PreparedVideos(
                 dataset.root, "train", int(dataset.train_length), epoch_size=2**62, seed=seed, dataset=dataset.name
@@ -82,6 +109,64 @@ def build_dataset(dataset: DictConfig, split: str, seed: int = 0, size: int | No
             )
         return PreparedVideos(dataset.root, "test", test_length, fixed_clips=True, dataset=dataset.name)
     raise ValueError(f"dataset.name={dataset.name!r}: expected one of {MNIST_DATASETS + PREPARED_DATASETS}")
+
+
+def _check_prepared_lengths(dataset: DictConfig, split: str) -> None:
+    """One line naming the dataset keys when the clips they ask for are longer than the prepared folder's videos
+    (or fixed test clips), before any clip is read."""
+    meta = load_meta(dataset.root, dataset.name)
+    root, cond, pred = dataset.root, int(dataset.cond_frames), int(dataset.pred_frames)
+    if split == "test":
+        clip_length = int(meta["test_clips"]["length"])
+        if cond + pred > clip_length:
+            raise ValueError(
+                f"dataset.cond_frames + dataset.pred_frames = {cond} + {pred} = {cond + pred} frames, but the fixed "
+                f"test clips of {root} have {clip_length} (srvp-prepare --test-clip-length): lower them"
+            )
+        return
+    counts = meta["splits"].get(split, {})
+    if split == "train":
+        length, key = int(dataset.train_length), "dataset.train_length"
+    elif dataset.get("val_length"):
+        length, key = int(dataset.val_length), "dataset.val_length"
+    else:
+        length, key = cond + pred, "dataset.cond_frames + dataset.pred_frames"
+    if any(frames >= length for frames in counts.values()):
+        return
+    without_validation = " or train without validation (trainer.val_every=null)" if split == "val" else ""
+    if not counts:
+        remedy = "prepare it with a positive --val-fraction" if split == "val" else "prepare it from more videos"
+        raise ValueError(f"{root} has no {split} video: {remedy}{without_validation}")
+    raise ValueError(
+        f"{key} = {length} frames, but the longest {split} video of {root} has {max(counts.values())}: lower "
+        f"{key}{without_validation}"
+    )
+
+
+def check_model_fits(dataset: DictConfig, config: SRVPConfig) -> None:
+    """Refuse, before any clip is generated, a dataset section the checkpoint's model cannot run on: too few
+    conditioning frames to infer y_1 and the content, no frame to predict, or frames of other channels."""
+    cond, pred = int(dataset.cond_frames), int(dataset.pred_frames)
+    needed = max(config.y1_frames, config.content_frames if config.use_content else 1)
+    if cond < needed:
+        raise ValueError(
+            f"dataset.cond_frames={cond}: the checkpoint's model infers y_1 from {config.y1_frames} frames and its "
+            f"content from {config.content_frames}: give dataset.cond_frames >= {needed}"
+        )
+    if pred < 1:
+        raise ValueError(f"dataset.pred_frames={pred}: must be at least 1")
+    if dataset.name in MNIST_DATASETS:
+        stored, where = 1, dataset.name
+    elif OmegaConf.is_missing(dataset, "root") or dataset.root is None:
+        return  # build_dataset names the missing root
+    else:
+        stored, where = int(load_meta(dataset.root)["channels"]), dataset.root
+    if stored != config.channels:
+        wanted = "grey videos (srvp-prepare folder --grey)" if config.channels == 1 else "RGB videos (without --grey)"
+        raise ValueError(
+            f"the checkpoint's model takes {config.channels}-channel frames but {where} holds {stored}-channel "
+            f"videos: evaluate it on {wanted}"
+        )
 
 
 def _check_channels(root: str, channels: int) -> None:
