@@ -24,6 +24,7 @@ from srvp.video_pred import evaluate, figures
 from srvp.video_pred.data import build_dataset, dataset_defaults
 from srvp.video_pred.data.prepare_folder import prepare_folder
 from srvp.video_pred.data.prepared import RawVideo, claim_output_folder, load_meta, prepare_videos
+from srvp.video_pred.prepare import main as prepare_main
 from srvp.worldmodel import SRVP, SRVPConfig
 from tests.mnist_files import write_fake_mnist
 from tests.test_evaluate import NoiseVideo
@@ -381,3 +382,20 @@ def test_a_folder_without_validation_videos_names_trainer_val_every(checkpoints)
     section.train_length = 12
     with pytest.raises(ValueError, match=r"dataset.train_length = 12 frames, but the longest train video of .* has 9"):
         build_dataset(section, "train")
+
+
+def test_prepare_names_the_crop_or_the_files_when_no_test_video_is_left(six_videos, tmp_path):
+    """It ended with 'no test video has at least N frames', as if the clip length were the cause."""
+    with pytest.warns(RuntimeWarning), pytest.raises(SystemExit) as error:
+        prepare_main(["folder", "--raw", str(six_videos), "--out", str(tmp_path / "a"), "--crop", "0,0,100,100"])
+    message = str(error.value.code)
+    assert message.startswith("srvp-prepare: error: no test video could be prepared: all 1 failed (e.g. ")
+    assert message.endswith("frames are 80x48, smaller than the crop box (0, 0, 100, 100))") and "\n" not in message
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("v0.avi", "v1.avi"):
+        (raw / name).symlink_to(six_videos / name)
+    (raw / "broken.avi").write_bytes(b"not a video" * 100)
+    (tmp_path / "splits.txt").write_text("train v0.avi\ntrain v1.avi\ntest broken.avi\n")
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match=r"all 1 failed \(e.g. .*broken.avi: "):
+        prepare_folder(raw, tmp_path / "b", split_file=tmp_path / "splits.txt", **SHORT)

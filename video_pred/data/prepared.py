@@ -173,6 +173,14 @@ def prepare_videos(
             skipped[video.source] = error
     for name, reason in skipped.items():
         warnings.warn(f"{dataset}: skipped {name}: {reason}", RuntimeWarning, stacklevel=2)
+    failed_tests = [video for video, (_, error) in zip(todo, outcomes, strict=True) if error and video.split == "test"]
+    if failed_tests and not frame_counts["test"]:
+        # The cause is the files or the options (a crop box outside the frames), not the clip length.
+        first = failed_tests[0]
+        raise RuntimeError(
+            f"no test video could be prepared: all {len(failed_tests)} failed (e.g. {first.source}: "
+            f"{skipped[first.source]})"
+        )
     if test_clip_count is None:
         clips = [
             [video_id, 0]
