@@ -120,6 +120,37 @@ def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
     assert all(value > 0 for value in expected.values())
 
 
+@pytest.mark.parametrize("free_nats", [0.15, 1e4])  # some terms above and some below; all below
+def test_free_nats_floor_each_kl_term_in_the_loss_but_not_the_logged_kl(free_nats: float) -> None:
+    """free_nats = F: the loss holds max(KL, F) per clip for y_1 and per frame for z (PlaNet's free nats), the
+    logged KLs stay the true ones, and a KL floored everywhere sends no gradient to the posteriors through it."""
+    batch, length, beta, beta_y = 3, 5, 2.0, 0.5
+    frames = random_clips(batch, length)
+    model = tiny_model(beta=beta, beta_y=beta_y)
+    torch.manual_seed(3)
+    plain = model.elbo(frames)
+    floored_model = tiny_model(beta=beta, beta_y=beta_y, free_nats=free_nats)
+    floored_model.load_state_dict(model.state_dict())
+    torch.manual_seed(3)
+    floored = floored_model.elbo(frames)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        observation = model.observe(frames)
+        kl_y1 = kl_standard_normal(observation.q_y1).sum(-1)
+        kl_z = kl_divergence(observation.q_z, model.prior_z(observation.states[:, :-1])).sum(-1)
+    for name in ("nll", "kl_y1", "kl_z", "residual_norm"):
+        torch.testing.assert_close(floored.parts[name], plain.parts[name], msg=name)
+    kl_terms = beta_y * (kl_y1.clamp(min=free_nats).sum() - kl_y1.sum()) + beta * (
+        kl_z.clamp(min=free_nats).sum() - kl_z.sum()
+    )
+    torch.testing.assert_close(
+        floored.loss.double(), plain.loss.double() + kl_terms.double() / batch, rtol=1e-6, atol=0
+    )
+    if free_nats > 1e3:  # every term is below the floor: the KLs give the prior no gradient at all
+        floored.loss.backward()
+        assert all(p.grad is None or not p.grad.any() for p in floored_model.prior.parameters())
+
+
 def test_elbo_averages_over_the_batch_and_sums_over_time() -> None:
     model = tiny_model()
     freeze_posteriors(model)  # sampling no longer matters, so clips can be compared one by one

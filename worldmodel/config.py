@@ -88,6 +88,10 @@ class SRVPConfig:
     """Weight of the KL on y_1 (the official code's beta_y; 1 in every released run)."""
     l2_weight: float = 1.0
     """lambda: weight of the L2 norm of the Euler residuals."""
+    free_nats: float = 0.0
+    """KL nats that cost nothing, per frame for z and per clip for y_1 (PlaNet's free nats): each KL term
+    enters the loss as max(KL, free_nats), so the posterior is not pulled onto the prior before it carries that
+    much. 0 is the paper's ELBO (control world models use it against latent collapse)."""
     action_dim: int = 0
     """Size of an action fed to the transition f(y_t, z_{t+1}, a_t); 0 for video prediction."""
     heads: dict[str, int] = field(default_factory=dict)
@@ -130,7 +134,7 @@ class SRVPConfig:
             raise ValueError("model.skip=true needs model.use_content=true (skips carry the content frames)")
         if self.nu <= 0:
             raise ValueError(f"model.nu={self.nu}: the observation variance must be positive")
-        for name in ("beta", "beta_y", "l2_weight", "head_weight"):
+        for name in ("beta", "beta_y", "l2_weight", "head_weight", "free_nats"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name}={getattr(self, name)}: a loss weight must be non-negative")
         if self.action_dim < 0:

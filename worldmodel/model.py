@@ -346,16 +346,20 @@ class SRVP(nn.Module):
         observation = self.observe(target, actions, dt)
         reconstruction = self.decode(observation.states, observation.content, observation.skips)
         nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
-        kl_y1 = kl_standard_normal(observation.q_y1).sum() / batch
+        kl_y1_terms = kl_standard_normal(observation.q_y1)
+        kl_y1 = kl_y1_terms.sum() / batch
+        kl_y1_loss = self._with_free_nats(kl_y1_terms, kl_y1)
         zero = nll.new_zeros(())
-        kl_z = zero
+        kl_z = kl_z_loss = zero
         if observation.q_z is not None:
             prior = self.prior_z(observation.states[:, :-1])
-            kl_z = kl_divergence(observation.q_z, prior).sum() / batch
+            kl_z_terms = kl_divergence(observation.q_z, prior)
+            kl_z = kl_z_terms.sum() / batch
+            kl_z_loss = self._with_free_nats(kl_z_terms, kl_z)
         residual_norm = zero
         if observation.rollout.residuals is not None:
             residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
-        loss = nll + cfg.beta_y * kl_y1 + cfg.beta * kl_z + cfg.l2_weight * residual_norm
+        loss = nll + cfg.beta_y * kl_y1_loss + cfg.beta * kl_z_loss + cfg.l2_weight * residual_norm
         parts = {"nll": nll, "kl_y1": kl_y1, "kl_z": kl_z, "residual_norm": residual_norm}
         if head_targets:
             predictions = self.predict_heads(observation.states)
@@ -376,6 +380,14 @@ class SRVP(nn.Module):
         parts = {name: value.detach() for name, value in parts.items()}
         parts["loss"] = loss.detach()
         return ElboOutput(loss, parts, reconstruction)
+
+    def _with_free_nats(self, kl_terms: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
+        """A KL as it enters the loss, from its elementwise terms (b [t] n) and their sum over all but the batch,
+        averaged over it (`kl`): with free nats, the batch mean of the sum over clips (y_1) or frames (z) of
+        max(KL summed over the latent's dimensions, free_nats); without, `kl` itself (the paper's ELBO)."""
+        if self.config.free_nats == 0:
+            return kl
+        return kl_terms.sum(dim=-1).clamp(min=self.config.free_nats).sum() / kl_terms.shape[0]
 
     def forward(
         self,
