@@ -23,6 +23,7 @@ from torch import Tensor
 from srvp.agents.planner import Objective
 from srvp.common.runtime import autocast
 from srvp.worldmodel import SRVP, SRVPConfig
+from srvp.worldmodel.model import FRAME_SIZE
 
 REWARD_HEAD = "reward"
 
@@ -35,6 +36,28 @@ def build_world_model(model_config: Mapping[str, Any], action_dim: int) -> SRVP:
     values["action_dim"] = int(action_dim)
     values["heads"] = {**dict(values.get("heads") or {}), REWARD_HEAD: 1}
     return SRVP(SRVPConfig.from_dict(values))
+
+
+def check_environment(
+    observation_shape: tuple[int, ...], episode_frames: int | None, channels: int, seq_len: int
+) -> None:
+    """Refuse, before any episode is played, an environment the world model cannot learn from: frames other than
+    (64, 64, `channels`) (the env's observation shape, h w c), or episodes of at most `episode_frames` frames
+    (`srvp.envs.max_episode_frames`; None: unknown) shorter than the training windows of `seq_len` frames.
+    Each error is one line naming the config key to change."""
+    shape = tuple(observation_shape)
+    if shape[:2] != (FRAME_SIZE, FRAME_SIZE):
+        raise ValueError(
+            f"env.size={shape[0]}: the environment gives frames of shape {shape} but the world model takes "
+            f"{FRAME_SIZE}x{FRAME_SIZE} frames: set env.size={FRAME_SIZE}"
+        )
+    if shape != (FRAME_SIZE, FRAME_SIZE, channels):
+        raise ValueError(f"world_model.channels={channels} but the environment gives frames of shape {shape}")
+    if episode_frames is not None and seq_len > episode_frames:
+        raise ValueError(
+            f"loop.seq_len={seq_len}: episodes have at most {episode_frames} frames (the time limit, or "
+            f"loop.max_episode_steps): lower loop.seq_len to {episode_frames} or less"
+        )
 
 
 def reward_targets(rewards: Tensor) -> Tensor:

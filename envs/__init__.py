@@ -22,7 +22,7 @@ from srvp.envs.dmc import (
     register_task,
 )
 from srvp.envs.gym_pixels import GymPixelEnv, make_gym_env
-from srvp.envs.pixel_env import PixelEnv, scale_action
+from srvp.envs.pixel_env import PixelEnv, max_episode_frames, scale_action
 from srvp.envs.rendering import configure_mujoco_gl, probe_gl_backend
 
 for _task in PLANET_TASKS:
@@ -40,6 +40,7 @@ __all__ = [
     "make_env",
     "make_gym_env",
     "make_vector_env",
+    "max_episode_frames",
     "probe_gl_backend",
     "register_task",
     "scale_action",

@@ -10,6 +10,7 @@ An episode lasts the suite's 1000 simulator steps (1000 / action_repeat agent st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -102,6 +103,9 @@ class DMCEnv(PixelEnv):
         # -1 is MuJoCo's free camera, always available.
         if not -1 <= self.camera_id < num_cameras:
             raise ValueError(f"camera_id {self.camera_id} is out of range for {task} ({num_cameras} cameras)")
+        # dm_control keeps its time limit in simulator steps as `_step_limit` (inf without one).
+        step_limit = float(getattr(self._dmc, "_step_limit", math.inf))
+        self.max_sim_steps = int(step_limit) if math.isfinite(step_limit) else None
         spec = self._dmc.action_spec()
         self._set_action_bounds(spec.minimum, spec.maximum)
         agent_step_seconds = self._dmc.control_timestep() * self.action_repeat

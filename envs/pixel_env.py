@@ -9,6 +9,7 @@ environment) only says how to reset, step once, render a frame and describe its 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium
@@ -31,6 +32,8 @@ class PixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    max_sim_steps: int | None = None
+    """The simulator's own episode limit in its steps (its time limit), None when unknown or unlimited."""
 
     def __init__(self, name: str, action_repeat: int, size: int, render_mode: str | None) -> None:
         if not isinstance(action_repeat, int) or action_repeat < 1:
@@ -114,3 +117,17 @@ class PixelEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def _state_info(self, state: Any) -> dict[str, Any]:
         """The simulator-specific part of `info` for `state`."""
         raise NotImplementedError
+
+
+def max_episode_frames(env: gymnasium.Env) -> int | None:
+    """The most frames an episode of `env` can have (the reset frame included), from gymnasium's time limit in
+    agent steps (`max_episode_steps`) and the simulator's own in its steps; None when neither is known.
+
+    Episodes may end sooner (a task's termination); never later."""
+    limits = []
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        limits.append(int(env.spec.max_episode_steps))
+    inner = env.unwrapped
+    if isinstance(inner, PixelEnv) and inner.max_sim_steps is not None:
+        limits.append(math.ceil(inner.max_sim_steps / inner.action_repeat))
+    return min(limits) + 1 if limits else None

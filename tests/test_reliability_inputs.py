@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from srvp import envs
 from srvp.agents import loop as control_loop
 from srvp.agents import train as control_entry
-from srvp.agents.world_model import EpisodeFilter, build_world_model
+from srvp.agents.world_model import EpisodeFilter, build_world_model, check_environment
 from srvp.common.checkpoints import save_checkpoint
 from srvp.video_pred import evaluate, figures
 from srvp.video_pred.data import build_dataset, dataset_defaults
@@ -399,3 +399,33 @@ def test_prepare_names_the_crop_or_the_files_when_no_test_video_is_left(six_vide
     (tmp_path / "splits.txt").write_text("train v0.avi\ntrain v1.avi\ntest broken.avi\n")
     with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match=r"all 1 failed \(e.g. .*broken.avi: "):
         prepare_folder(raw, tmp_path / "b", split_file=tmp_path / "splits.txt", **SHORT)
+
+
+# ------------------------------------------------------------------------------------------ srvp-control
+def test_episode_frames_follow_the_time_limits():
+    dmc = envs.make_env("cartpole-swingup")
+    assert envs.max_episode_frames(dmc) == 1000 // 8 + 1  # dm_control's 1000 steps, action repeat 8
+    assert envs.max_episode_frames(envs.make_env("cartpole-swingup", max_episode_steps=5)) == 6
+    assert envs.max_episode_frames(envs.make_gym_env("srvp-test/Flat-v0", action_repeat=2)) == 4  # ceil(5 / 2) + 1
+    assert envs.max_episode_frames(envs.make_gym_env("srvp-test/Flat-v0", action_repeat=2, max_episode_steps=2)) == 3
+    dmc.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "channels", "seq_len", "message"),
+    [
+        (["env.size=32"], 3, 4, "env.size=32: the environment gives frames of shape (32, 32, 3) but the world model"),
+        ([], 1, 4, "world_model.channels=1 but the environment gives frames of shape (64, 64, 3)"),
+        ([], 3, 7, "loop.seq_len=7: episodes have at most 6 frames (the time limit, or loop.max_episode_steps)"),
+    ],
+)
+def test_control_frames_and_windows_the_model_cannot_take_are_named_before_any_episode(
+    tmp_path, overrides, channels, seq_len, message
+):
+    """They failed after the seed episodes (a frame-shape error) or after collection (no window to sample)."""
+    cfg = control_config(tmp_path, *overrides)
+    env = control_loop.make_env(cfg.env, cfg.loop.max_episode_steps)
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        check_environment(env.observation_space.shape, envs.max_episode_frames(env), channels, seq_len)
+    one_line(error)
+    env.close()
