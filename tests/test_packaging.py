@@ -24,11 +24,11 @@ FOLDERS = ("worldmodel", "common", "video_pred", "envs", "agents", "configs")
 GENERIC = ("envs", "agents", "common", "configs", "worldmodel")
 """Names a user's project (or another distribution) is likely to own: the user's folder defines each of them."""
 SCRIPTS = {
-    "srvp-train": "srvp.video_pred.train:main",
-    "srvp-eval": "srvp.video_pred.evaluate:main",
-    "srvp-prepare": "srvp.video_pred.prepare:main",
-    "srvp-figures": "srvp.video_pred.figures:main",
-    "srvp-control": "srvp.agents.train:main",
+    "srvp-train": "srvp.cli:train",
+    "srvp-eval": "srvp.cli:evaluate",
+    "srvp-prepare": "srvp.cli:prepare",
+    "srvp-figures": "srvp.cli:figures",
+    "srvp-control": "srvp.cli:control",
 }
 
 
@@ -191,6 +191,21 @@ def test_a_missing_extra_is_one_line_naming_the_pip_command(missing, module, mes
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ImportError: ") and last_line.endswith(message), result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("missing", "script", "message"),
+    [
+        ("gymnasium", "control", "srvp-control: error: srvp.agents needs gymnasium: pip install 'srvp[control]'"),
+        ("av", "prepare", "srvp-prepare: error: srvp-prepare needs av: pip install 'srvp[video]'"),
+    ],
+)
+def test_a_console_script_without_its_extra_prints_only_that_line(missing, script, message):
+    """The console scripts (srvp.cli) import their entry point when run: no traceback above the line."""
+    code = f"import sys; sys.modules[{missing!r}] = None; sys.argv = ['x']; from srvp import cli; cli.{script}()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 1
+    assert result.stderr.strip() == message, result.stderr[-2000:]
 
 
 def test_core_imports_without_any_extra():
