@@ -49,9 +49,15 @@ from srvp.agents.evaluation import (
 )
 from srvp.agents.mpc import MPCController
 from srvp.agents.planner import SHIFT_FILLS, Planner
-from srvp.agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
+from srvp.agents.world_model import (
+    EpisodeFilter,
+    LatentObjective,
+    build_world_model,
+    check_environment,
+    reward_targets,
+)
 from srvp.common.checkpoints import restore_training, save_checkpoint
-from srvp.common.configs import check_clip_length, config_changes, read_number, write_run_config
+from srvp.common.configs import check_clip_length, check_required, config_changes, read_number, write_run_config
 from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
@@ -286,6 +292,7 @@ def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.En
 
 def check_config(cfg: DictConfig) -> None:
     """One-line errors, naming the key, for loop and planning settings that cannot work (before any episode)."""
+    check_required(cfg)
     for name in ("seed_episodes", "collect_interval", "batch_size", "eval_every", "context_frames", "video_frames"):
         read_number(cfg, f"loop.{name}", int, minimum=1)
     for name in ("episodes", "eval_episodes"):
@@ -335,6 +342,12 @@ class ControlRun:
         self.action_dim = int(self.env.action_space.shape[0])
         model_cfg = OmegaConf.to_container(cfg.world_model, resolve=True)
         self.model = build_world_model(model_cfg, self.action_dim).to(self.device)
+        check_environment(
+            self.env.observation_space.shape,
+            envs.max_episode_frames(self.env),
+            self.model.config.channels,
+            int(cfg.loop.seq_len),
+        )
         self.optimizer = build_optimizer(cfg.optimizer, self.model, self.device, fused=True)
         obs_shape = (self.model.config.channels, int(cfg.env.size), int(cfg.env.size))
         self.buffer = EpisodeBuffer(obs_shape, self.action_dim, cfg.loop.buffer_capacity)
@@ -542,7 +555,8 @@ class ControlRun:
         table = f"{title}\n\n{summary_table(rows)}\n"
         print(table)
         (self.run_dir / f"{SUMMARY_NAME}.md").write_text(table)
-        (self.run_dir / f"{SUMMARY_NAME}.json").write_text(json.dumps({"title": title, "rows": rows}, indent=1))
+        payload = {"title": title, "env_steps": last["env_steps"], "rows": rows, "evaluations": self.eval_history}
+        (self.run_dir / f"{SUMMARY_NAME}.json").write_text(json.dumps(payload, indent=1))
         return {f"{row['policy']}_return": row["mean"] for row in rows[1:]}
 
     def iteration(self) -> dict[str, float]:
