@@ -268,7 +268,7 @@ def configure_threads(threads: int | str) -> str:
         count = int(threads)
         reason = f"threads={count}"
     torch.set_num_threads(count)
-    return f"torch threads: {torch.get_num_threads()} ({reason}); MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}"
+    return f"torch threads: {torch.get_num_threads()} ({reason})"
 
 
 def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
@@ -330,9 +330,10 @@ class ControlRun:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
-        print(configure_threads(cfg.threads))
+        threads = configure_threads(cfg.threads)
         seed_everything(int(cfg.seed))
         self.env = make_env(cfg.env, cfg.loop.max_episode_steps)
+        print(f"{threads}; rendering: MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}")  # as the env chose it
         self.eval_seeds = [
             stream_seed(int(cfg.seed), EVAL_STREAM, index) for index in range(int(cfg.loop.eval_episodes))
         ]
