@@ -42,27 +42,6 @@ def test_build_adds_actions_and_reward_head(model):
         build_world_model(TINY, 0)
 
 
-def test_a_prior_that_sees_the_action_is_used_by_training_and_imagination():
-    """prior_action: p(z_{t+1} | y_t, a_t); the ELBO's KL and imagination's prior z both read a_t."""
-    model = build_world_model({**TINY, "prior_action": True}, ACTION_DIM).eval()
-    assert model.prior[0].in_features == TINY["y_dim"] + ACTION_DIM
-    states = torch.randn(3, TINY["y_dim"])
-    forward, backward = torch.ones(3, 4, ACTION_DIM), -torch.ones(3, 4, ACTION_DIM)
-    with torch.no_grad():
-        z_forward = model.imagine(states, 4, actions=forward, prior_mean=True).z
-        z_backward = model.imagine(states, 4, actions=backward, prior_mean=True).z
-        expected = model.prior_z(states, forward[:, 0]).mean
-    torch.testing.assert_close(z_forward[:, 0], expected)
-    assert not torch.allclose(z_forward, z_backward)
-    frames = torch.randint(0, 256, (2, 4, 3, 64, 64), dtype=torch.uint8)
-    output = model.elbo(frames, torch.rand(2, 3, ACTION_DIM) * 2 - 1)
-    assert torch.isfinite(output.loss)
-    with pytest.raises(ValueError, match="prior_action"):
-        model.prior_z(states)
-    with pytest.raises(ValueError, match="prior_action"):
-        build_world_model({**TINY, "prior_action": True, "stochastic": False}, ACTION_DIM)
-
-
 def test_reward_targets_align_rewards_with_the_frame_they_lead_to():
     rewards = torch.tensor([[1.0, 2.0, 3.0]])
     targets = reward_targets(rewards)

@@ -94,10 +94,6 @@ class SRVPConfig:
     much. 0 is the paper's ELBO (control world models use it against latent collapse)."""
     action_dim: int = 0
     """Size of an action fed to the transition f(y_t, z_{t+1}, a_t); 0 for video prediction."""
-    prior_action: bool = False
-    """The prior on z_{t+1} also sees the action a_t, p(z_{t+1} | y_t, a_t) as PlaNet's prior does (control world
-    models): otherwise the posterior z, which sees the next frame, can carry the action's effect that the prior
-    cannot predict, and imagination from prior z then ignores the actions. False: the paper's prior on y_t."""
     heads: dict[str, int] = field(default_factory=dict)
     """Extra MLP heads on y, name -> output size (e.g. {'reward': 1} for control)."""
     head_weight: float = 1.0
@@ -141,8 +137,6 @@ class SRVPConfig:
         for name in ("beta", "beta_y", "l2_weight", "head_weight", "free_nats"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name}={getattr(self, name)}: a loss weight must be non-negative")
-        if self.prior_action and not (self.action_dim and self.stochastic):
-            raise ValueError("model.prior_action=true needs actions (model.action_dim > 0) and model.stochastic=true")
         if self.action_dim < 0:
             raise ValueError(f"model.action_dim={self.action_dim}: must be >= 0")
         for name, size in self.heads.items():

@@ -109,8 +109,7 @@ class SRVP(nn.Module):
         if cfg.stochastic:
             self.posterior_lstm = nn.LSTM(cfg.code_dim, cfg.lstm_hidden, num_layers=1, batch_first=True)
             self.posterior_head = nn.Linear(cfg.lstm_hidden, 2 * cfg.z_dim)
-            prior_inputs = cfg.y_dim + (cfg.action_dim if cfg.prior_action else 0)
-            self.prior = mlp(prior_inputs, cfg.fwd_hidden, 2 * cfg.z_dim, cfg.fwd_layers)
+            self.prior = mlp(cfg.y_dim, cfg.fwd_hidden, 2 * cfg.z_dim, cfg.fwd_layers)
         drive_dim = (cfg.z_dim if cfg.stochastic else 0) + cfg.action_dim
         self.transition = Transition(cfg.transition, cfg.y_dim, drive_dim, cfg.fwd_hidden, cfg.fwd_layers, cfg.f_gain)
         self.heads = nn.ModuleDict(
@@ -166,18 +165,9 @@ class SRVP(nn.Module):
         hidden, _ = self.posterior_lstm(codes)
         return Gaussian.from_raw(self.posterior_head(hidden[:, 1:]))
 
-    def prior_z(self, states: torch.Tensor, actions: torch.Tensor | None = None) -> Gaussian:
-        """p(z_{t+1} | y_t) for states (..., ny), or p(z_{t+1} | y_t, a_t) with actions (..., na) when the model's
-        prior sees the action (`prior_action`)."""
-        return Gaussian.from_raw(self.prior(self._prior_input(states, actions)))
-
-    def _prior_input(self, states: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
-        """The prior network's input: y_t, with a_t appended when the prior sees the action."""
-        if not self.config.prior_action:
-            return states
-        if actions is None:
-            raise ValueError("this model's prior on z sees the action (model.prior_action=true): give the actions")
-        return torch.cat([states, actions.to(states.dtype)], dim=-1)
+    def prior_z(self, states: torch.Tensor) -> Gaussian:
+        """p(z_{t+1} | y_t) for states (..., ny)."""
+        return Gaussian.from_raw(self.prior(states))
 
     def predict_heads(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra heads on states (..., ny) -> {name: (..., size)}."""
@@ -232,12 +222,11 @@ class SRVP(nn.Module):
         states, frame_states, residuals, z_used, prior_params = [start], [start], [], [], []
         for step in range(steps):
             drive = []
-            action = actions[:, step].to(state.dtype) if cfg.action_dim else None
             if cfg.stochastic:
                 if step < given:
                     z_step = z[:, step]
                 else:
-                    prior = self.prior(self._prior_input(state, action))
+                    prior = self.prior(state)
                     if details:
                         prior_params.append(prior)
                     gaussian = Gaussian.from_raw(prior)
@@ -245,8 +234,8 @@ class SRVP(nn.Module):
                 if details:
                     z_used.append(z_step)
                 drive.append(z_step)
-            if action is not None:
-                drive.append(action)
+            if cfg.action_dim:
+                drive.append(actions[:, step].to(state.dtype))
             drive_input = torch.cat(drive, dim=-1) if len(drive) > 1 else (drive[0] if drive else None)
             for _ in range(per_frame):
                 state, residual = self.transition(state, drive_input, dt)
@@ -363,8 +352,7 @@ class SRVP(nn.Module):
         zero = nll.new_zeros(())
         kl_z = kl_z_loss = zero
         if observation.q_z is not None:
-            steps = observation.states.shape[1] - 1
-            prior = self.prior_z(observation.states[:, :-1], None if actions is None else actions[:, :steps])
+            prior = self.prior_z(observation.states[:, :-1])
             kl_z_terms = kl_divergence(observation.q_z, prior)
             kl_z = kl_z_terms.sum() / batch
             kl_z_loss = self._with_free_nats(kl_z_terms, kl_z)
