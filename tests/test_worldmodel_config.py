@@ -33,6 +33,8 @@ from tests.worldmodel_testing import tiny_config
         ({"beta": -1.0}, "model.beta"),
         ({"l2_weight": -0.1}, "model.l2_weight=-0.1"),
         ({"beta_y": -0.5}, "model.beta_y=-0.5"),
+        ({"output_mean": 1.0}, "model.output_mean=1.0"),
+        ({"output_mean": -0.1}, "model.output_mean=-0.1"),
         ({"action_dim": -1}, "model.action_dim"),
         ({"heads": {"reward": 0}}, "model.heads.reward"),
     ],

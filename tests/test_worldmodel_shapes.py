@@ -233,6 +233,29 @@ def test_decoder_ends_in_a_sigmoid() -> None:
     torch.testing.assert_close(output, torch.sigmoid(captured[0]))
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "vgg"])
+@pytest.mark.parametrize("skip", [False, True])
+def test_output_mean_starts_the_decoded_frames_at_that_grey(arch: str, skip: bool) -> None:
+    # The paper's decoder has no output bias and starts at sigmoid(0) = 0.5 on every pixel; output_mean adds a
+    # learned bias at its logit, changes no other parameter and consumes no random numbers.
+    frames = random_clips(2, 3)
+    torch.manual_seed(0)
+    paper = tiny_model(arch=arch, skip=skip)
+    torch.manual_seed(0)
+    black = tiny_model(arch=arch, skip=skip, output_mean=0.025)
+    added = set(black.state_dict()) - set(paper.state_dict())
+    bias = black.decoder.output_layer().bias
+    assert added == {name for name, parameter in black.named_parameters() if parameter is bias}
+    assert set(paper.state_dict()) <= set(black.state_dict())
+    for name, tensor in paper.state_dict().items():
+        torch.testing.assert_close(black.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    with torch.no_grad():
+        assert paper.predict(frames, 2).mean().item() == pytest.approx(0.5, abs=0.05)
+        assert black.predict(frames, 2).mean().item() == pytest.approx(0.025, abs=0.01)
+    black.train().elbo(frames).loss.backward()
+    assert bias.grad is not None and bias.grad.abs().sum() > 0
+
+
 def test_paper_sizes_dcgan_mnist() -> None:
     """SM-MNIST settings: 1 channel, y = z = 20, k = 5, code 128, content 256, LSTM 256, MLP widths."""
     model = SRVP(SRVPConfig()).eval()

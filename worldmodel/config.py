@@ -86,6 +86,10 @@ class SRVPConfig:
     """Weight of the KL on z."""
     beta_y: float = 1.0
     """Weight of the KL on y_1 (the official code's beta_y; 1 in every released run)."""
+    output_mean: float = 0.0
+    """Grey level in (0, 1) the decoded frames start at: the decoder's last convolution gets a learned bias
+    initialised at its logit (e.g. the training frames' mean pixel, so that black-background frames start
+    black rather than at sigmoid(0) = 0.5 everywhere). 0: no bias, the paper's decoder."""
     l2_weight: float = 1.0
     """lambda: weight of the L2 norm of the Euler residuals."""
     free_nats: float = 0.0
@@ -132,6 +136,8 @@ class SRVPConfig:
             raise ValueError("model.transition=gru needs an input: set model.stochastic=true or an action_dim")
         if self.skip and not self.use_content:
             raise ValueError("model.skip=true needs model.use_content=true (skips carry the content frames)")
+        if not 0 <= self.output_mean < 1:
+            raise ValueError(f"model.output_mean={self.output_mean}: expected a grey level in (0, 1), or 0 for none")
         if self.nu <= 0:
             raise ValueError(f"model.nu={self.nu}: the observation variance must be positive")
         for name in ("beta", "beta_y", "l2_weight", "head_weight", "free_nats"):

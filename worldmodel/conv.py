@@ -69,6 +69,10 @@ class FrameDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.skip = skip
 
+    def output_layer(self) -> nn.Module:
+        """The last convolution, whose output the sigmoid turns into pixels."""
+        return leaf_layers(self.blocks[-1])[-1]
+
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
         """latent (n d), skips [(s ch h w)] (encoder block outputs, highest resolution first) -> frames
         (n c h w) in [0, 1]. s divides n: skip i serves latents i * n/s to (i + 1) * n/s - 1."""
@@ -198,8 +202,19 @@ def dcgan_encoder(channels: int, code_dim: int, filters: int = 64) -> FrameEncod
     return FrameEncoder(blocks, head, code_dim)
 
 
-def dcgan_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool = False) -> FrameDecoder:
-    """DCGAN generator mirroring `dcgan_encoder` (4 -> 64 pixels by 4x4 stride-2 transposed convs)."""
+def with_bias(conv: nn.ConvTranspose2d, bias: bool) -> nn.ConvTranspose2d:
+    """`conv` (built without bias) with a zero bias added when `bias`: added after construction, so that
+    the random numbers drawn to build the model, hence every other initial weight, stay the same."""
+    if bias:
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+    return conv
+
+
+def dcgan_decoder(
+    channels: int, latent_dim: int, filters: int = 64, skip: bool = False, output_bias: bool = False
+) -> FrameDecoder:
+    """DCGAN generator mirroring `dcgan_encoder` (4 -> 64 pixels by 4x4 stride-2 transposed convs); with
+    `output_bias`, the last convolution has a bias (the paper's has none)."""
     coef = 2 if skip else 1
     stem = conv_block(nn.ConvTranspose2d(latent_dim, filters * 8, 4, 1, 0, bias=False), filters * 8)
     widths = [filters * 8, filters * 4, filters * 2, filters]
@@ -207,7 +222,7 @@ def dcgan_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool 
         conv_block(nn.ConvTranspose2d(width * coef, width // 2, 4, 2, 1, bias=False), width // 2)
         for width in widths[:-1]
     ]
-    blocks.append(nn.ConvTranspose2d(filters * coef, channels, 4, 2, 1, bias=False))
+    blocks.append(with_bias(nn.ConvTranspose2d(filters * coef, channels, 4, 2, 1, bias=False), output_bias))
     return FrameDecoder(stem, blocks, skip)
 
 
@@ -233,8 +248,11 @@ def vgg_encoder(channels: int, code_dim: int, filters: int = 64) -> FrameEncoder
     return FrameEncoder(blocks, head, code_dim)
 
 
-def vgg_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool = False) -> FrameDecoder:
-    """Mirror of `vgg_encoder` with nearest x2 upsampling; the last stage ends in a 3x3 conv to `channels`."""
+def vgg_decoder(
+    channels: int, latent_dim: int, filters: int = 64, skip: bool = False, output_bias: bool = False
+) -> FrameDecoder:
+    """Mirror of `vgg_encoder` with nearest x2 upsampling; the last stage ends in a 3x3 conv to `channels`
+    (with a bias when `output_bias`; the paper's has none)."""
     coef = 2 if skip else 1
     stem = nn.Sequential(
         conv_block(nn.ConvTranspose2d(latent_dim, filters * 8, 4, 1, 0, bias=False), filters * 8),
@@ -251,7 +269,7 @@ def vgg_decoder(channels: int, latent_dim: int, filters: int = 64, skip: bool = 
             layers.append(conv3x3(in_channels, width))
             in_channels = width
         if is_last:
-            layers.append(nn.ConvTranspose2d(in_channels, channels, 3, 1, 1, bias=False))
+            layers.append(with_bias(nn.ConvTranspose2d(in_channels, channels, 3, 1, 1, bias=False), output_bias))
         else:
             layers += [conv3x3(in_channels, out_width), nn.Upsample(scale_factor=2, mode="nearest")]
         blocks.append(nn.Sequential(*layers))
@@ -263,9 +281,11 @@ def build_encoder(arch: str, channels: int, code_dim: int, filters: int) -> Fram
     return {"dcgan": dcgan_encoder, "vgg": vgg_encoder}[arch](channels, code_dim, filters)
 
 
-def build_decoder(arch: str, channels: int, latent_dim: int, filters: int, skip: bool) -> FrameDecoder:
-    """Decoder of family `arch` ('dcgan' or 'vgg')."""
-    return {"dcgan": dcgan_decoder, "vgg": vgg_decoder}[arch](channels, latent_dim, filters, skip)
+def build_decoder(
+    arch: str, channels: int, latent_dim: int, filters: int, skip: bool, output_bias: bool = False
+) -> FrameDecoder:
+    """Decoder of family `arch` ('dcgan' or 'vgg'), its last convolution with a bias when `output_bias`."""
+    return {"dcgan": dcgan_decoder, "vgg": vgg_decoder}[arch](channels, latent_dim, filters, skip, output_bias)
 
 
 def init_conv_weights(module: nn.Module) -> None:

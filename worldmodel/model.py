@@ -100,7 +100,7 @@ class SRVP(nn.Module):
         cfg = config
         self.encoder = build_encoder(cfg.arch, cfg.channels, cfg.code_dim, cfg.filters)
         latent_dim = cfg.y_dim + (cfg.content_dim if cfg.use_content else 0)
-        self.decoder = build_decoder(cfg.arch, cfg.channels, latent_dim, cfg.filters, cfg.skip)
+        self.decoder = build_decoder(cfg.arch, cfg.channels, latent_dim, cfg.filters, cfg.skip, cfg.output_mean > 0)
         if cfg.use_content:
             # Permutation invariant: a per-frame projection, a sum over frames, then the output layer.
             self.content_projection = nn.Sequential(nn.Linear(cfg.code_dim, cfg.content_dim), nn.ReLU(inplace=True))
@@ -117,6 +117,9 @@ class SRVP(nn.Module):
         )
         self.encoder.apply(init_conv_weights)
         self.decoder.apply(init_conv_weights)
+        if cfg.output_mean > 0:
+            # The decoded frames start at this grey level everywhere instead of sigmoid(0) = 0.5.
+            nn.init.constant_(self.decoder.output_layer().bias, float(np.log(cfg.output_mean / (1 - cfg.output_mean))))
 
     # ------------------------------------------------------------------ inputs
     def as_input(self, values: torch.Tensor | np.ndarray, name: str = "frames") -> torch.Tensor:
