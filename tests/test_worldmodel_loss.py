@@ -200,6 +200,19 @@ def test_uint8_and_unit_float_frames_give_the_same_elbo() -> None:
     torch.testing.assert_close(from_uint8, from_float)
 
 
+def test_a_training_step_on_uint8_frames_never_checks_their_range(monkeypatch) -> None:
+    """The float frames' range check (aminmax, then a Python `if`: a host synchronisation on GPU) runs for float
+    input only; uint8 clips, what every training loop feeds, go through the ELBO and its backward without it."""
+    checks = []
+    aminmax = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda *args, **kwargs: checks.append(1) or aminmax(*args, **kwargs))
+    model = tiny_model(skip=True).train()
+    model.elbo(random_clips(2, 3)).loss.backward()
+    assert checks == []
+    model.elbo(random_clips(2, 3).float() / 255)
+    assert checks, "the range check of float frames was not counted: the test would pass vacuously"
+
+
 def test_every_trainable_part_receives_a_gradient() -> None:
     model = tiny_model(skip=True, heads={"reward": 1}).train()
     model.elbo(random_clips(2, 4), head_targets={"reward": torch.randn(2, 4)}).loss.backward()

@@ -344,9 +344,12 @@ class SRVP(nn.Module):
         NaN entries are masked out (e.g. no reward before the first action).
         """
         cfg = self.config
-        target = to_unit_float(self.as_input(frames))
+        frames = self.as_input(frames)
+        # The encoder reads the frames as given: uint8 frames are scaled without a range check, so a training step
+        # on uint8 clips never synchronises with the host (a float copy passed on would be range-checked again).
+        observation = self.observe(None, actions, dt, encoded=self.encode(frames))
+        target = to_unit_float(frames)
         batch = target.shape[0]
-        observation = self.observe(target, actions, dt)
         reconstruction = self.decode(observation.states, observation.content, observation.skips)
         nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
         kl_y1_terms = kl_standard_normal(observation.q_y1)
