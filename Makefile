@@ -77,6 +77,9 @@ gpu-check:
 # torch stack (antlr4 4.9.3 exists only as a source archive, so it is built into a wheel here).
 gpu-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d $(GPU_WHEELS) hydra-core==1.3.2 omegaconf==2.3.0
+	# The control part: gymnasium, dm_control, MuJoCo and what they import (the GPU image has numpy and scipy).
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d $(GPU_WHEELS) gymnasium dm-control==1.0.50 \
+		mujoco==3.17.0 dm-env dm-tree labmaze lxml pyopengl absl-py glfw etils cloudpickle farama-notifications
 	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3
 
 LINTED := srvp worldmodel common video_pred envs agents bench tests configs examples

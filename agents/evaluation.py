@@ -21,6 +21,8 @@ from srvp.common.stats import mean_ci95
 
 BASELINES_NAME = "baselines.json"
 RETURNS_PLOT_NAME = "returns.png"
+REFERENCE_NAMES = {"planet": "PlaNet", "dreamer": "Dreamer"}
+"""How the reference methods of the env configs' `anchors` are written on the plot."""
 
 
 class ZeroPolicy:
@@ -112,7 +114,8 @@ def plot_returns(
         axis.axhspan(stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"], color=colour, alpha=0.25)
         axis.axhline(stats["mean"], color=colour, lw=1, label=f"{name} policy (mean ± 95% CI)")
     for (name, value), style in zip(anchors.items(), ("--", ":", "-."), strict=False):
-        axis.axhline(value, color="black", ls=style, lw=0.8, label=f"{name} at 500k steps (reference)")
+        label = REFERENCE_NAMES.get(name, name)
+        axis.axhline(value, color="black", ls=style, lw=0.8, label=f"{label} at 500k steps (reference)")
     axis.set_xlim(0, right * 1.05)
     axis.set_xlabel("environment steps (simulator steps)")
     axis.set_ylabel("evaluation return")

@@ -483,8 +483,12 @@ class ControlRun:
 
     # ------------------------------------------------------------------ the loop
     def log_episode(self, prefix: str, episodes: list[Episode], seconds: float) -> None:
+        """Returns and the loop's speed: simulator steps/s, and where the episodes' time went (the environment's
+        simulation and rendering, the policy's filtering and planning, per agent step: ms per decision)."""
         returns = [episode.total_reward for episode in episodes]
         steps = sum(episode.sim_steps for episode in episodes)
+        agent_steps = sum(len(episode.actions) for episode in episodes)
+        policy_seconds = sum(episode.policy_seconds for episode in episodes)
         self.logger.scalars(
             self.progress.env_steps,
             prefix,
@@ -494,8 +498,10 @@ class ControlRun:
                 "env_steps": float(self.progress.env_steps),
                 "episodes": float(self.progress.train_episodes),
                 "env_steps_per_s": steps / max(seconds, 1e-9),
+                "agent_steps": float(agent_steps),
                 "env_seconds": sum(episode.env_seconds for episode in episodes),
-                "policy_seconds": sum(episode.policy_seconds for episode in episodes),
+                "policy_seconds": policy_seconds,
+                "ms_per_decision": 1000 * policy_seconds / max(agent_steps, 1),
             },
         )
 

@@ -14,7 +14,12 @@ results.md are rewritten after every part, so a run cut short keeps what finishe
    latent transitions/s, eager vs torch.compile vs CUDA graphs (compile mode reduce-overhead);
 5. `smmnist_training`: Stochastic Moving MNIST at the paper's settings for a fixed budget of steps (sized
    from a measured step rate to fill `--train-seconds`), then best-of-100 PSNR/SSIM on fixed test clips
-   beside the model-free baselines: a first quality point on the paper's benchmark.
+   beside the model-free baselines: a first quality point on the paper's benchmark;
+6. `control`: `make control`'s experiment (cartpole-swingup) at PlaNet's budget (the control world model at
+   full width, 100 updates of 50 x 50 frames per episode, CEM 1000 x 10 with top 100) for a fixed number of
+   episodes, then the evaluation on 10 fixed seeds beside the random and zero-action policies, and the loop's
+   speed (environment steps/s, updates/s, ms per decision). It needs the control extra (gymnasium, dm-control,
+   MuJoCo) and EGL or OSMesa on the GPU machine; without them it fails alone, naming what is missing.
 
 It needs torch, einops, numpy, scipy, matplotlib, tensorboard, torchmetrics, tqdm, imageio, pillow, PyYAML
 and pytest (a GPU image's usual set) plus hydra-core, omegaconf and antlr4-python3-runtime, which
@@ -94,6 +99,8 @@ class Sizes:
     """Training batch; None: the paper's."""
     eval_clips: int
     eval_samples: int
+    control_episodes: int
+    """Planning episodes of the control part (after 5 random ones); 0 in a dry run: debug=control_tiny's."""
 
 
 GPU_SIZES = Sizes(
@@ -110,6 +117,7 @@ GPU_SIZES = Sizes(
     train_batch=None,
     eval_clips=1000,
     eval_samples=100,
+    control_episodes=20,
 )
 DRY_SIZES = Sizes(
     tiny_models=True,
@@ -125,6 +133,7 @@ DRY_SIZES = Sizes(
     train_batch=4,
     eval_clips=2,
     eval_samples=2,
+    control_episodes=0,
 )
 TINY_MODEL = {
     "filters": 4,
@@ -461,12 +470,57 @@ def smmnist_training(ctx: Context) -> dict[str, Any]:
     }
 
 
+def control(ctx: Context) -> dict[str, Any]:
+    """make control's experiment at PlaNet's budget on this device: returns beside the baselines, loop speed."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import open_dict
+
+    from srvp.agents.loop import train
+
+    run_dir = ctx.out / "control_run"
+    # PlaNet's loop and planner (configs/control.yaml) with the experiment's task and world model at full width.
+    overrides = ["experiment=cpu_control", "world_model.filters=32", "agent=cem", f"device={ctx.device}"]
+    overrides += ["loop.collect_interval=100", "loop.batch_size=50", "loop.seq_len=50", "logger.enabled=false"]
+    if ctx.sizes.control_episodes:
+        episodes = ctx.sizes.control_episodes
+        overrides += [f"loop.episodes={episodes}", f"loop.eval_every={episodes // 2}"]
+    else:
+        overrides.append("debug=control_tiny")
+    with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
+        cfg = compose(config_name="control", overrides=overrides)
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+    started = time.perf_counter()
+    train(cfg)
+    elapsed = time.perf_counter() - started
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    train_lines = [line for line in lines if "train/policy_seconds" in line]
+    speed = {
+        "env_steps_per_s": sum(line["train/env_steps_per_s"] for line in train_lines) / len(train_lines),
+        "updates_per_s": [line["time/updates_per_s"] for line in lines if "time/updates_per_s" in line][-1],
+        "ms_per_decision": train_lines[-1]["train/ms_per_decision"],
+    }
+    rows = [[row["policy"], f"{row['mean']:.1f} ± {row['ci95']:.1f}", int(row["episodes"])] for row in summary["rows"]]
+    title = f"{summary['title']} ({elapsed:.0f} s in all)"
+    return {
+        "seconds": elapsed,
+        "summary": summary,
+        "speed": speed,
+        "tables": [
+            table(title, ["policy", "return ± 95%", "episodes"], rows),
+            table("control loop speed", list(speed), [[f"{value:.3g}" for value in speed.values()]]),
+        ],
+    }
+
+
 PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "gpu_tests": gpu_tests,
     "train_throughput": train_throughput,
     "sampling": sampling,
     "planning": planning,
     "smmnist_training": smmnist_training,
+    "control": control,
 }
 
 

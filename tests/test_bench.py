@@ -148,3 +148,58 @@ def test_learning_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
     assert "| 3 | gru |" in (out / "results.md").read_text()
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert results["experiment"] == "cpu_mmnist"
+
+
+TINY_WORLD_MODEL = "filters=4,code_dim=8,y_dim=4,z_dim=3,content_dim=8,inf_hidden=16,fwd_hidden=16,lstm_hidden=8"
+
+
+@pytest.mark.slow
+def test_control_model_driver_measures_every_diagnostic_at_a_tiny_size(tmp_path):
+    """bench.control_model: random episodes collected once, each variant trained on them and measured at every
+    update count against the baselines; results.json and results.md written."""
+    out = tmp_path / "control_model"
+    command = [sys.executable, "-m", "bench.control_model", "--out", str(out), "--collect", "cartpole-swingup", "2"]
+    command += ["1", "--episode-steps", "12", "--batch-size", "2", "--seq-len", "5", "--context", "3"]
+    command += ["--horizon", "3", "--windows", "2", "--eval-at", "2", "--variant", TINY_WORLD_MODEL]
+    command += [f"{TINY_WORLD_MODEL},l2_weight=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert [(row["updates"], row["variant"].endswith("l2_weight=0.5")) for row in rows] == [
+        (0, False),
+        (2, False),
+        (0, True),
+        (2, True),
+    ]
+    for row in rows:
+        assert all(0 <= row[f"f_active_{index}"] <= 1 for index in range(3))
+        assert row["return_spread"] >= 0 and row["heldout_psnr_last_frame"] > 0
+        assert row["heldout_reward_mse"] >= 0 and row["heldout_reward_mse_mean_reward"] >= 0
+    assert "l2_weight=0.5 | 2 |" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_control_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
+    """bench.control: every variant run to every stage through srvp-control's loop, its evaluation and the
+    baselines recorded, and a second call with one more stage adds only that stage (the runs resume)."""
+    out = tmp_path / "control"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["--out", str(out), "--variants", "residual", "residual_dt_half", "debug=control_tiny"]
+    for stages in (["1"], ["1", "2"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.control", "--stages", *stages, *common],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = [(entry["variant"], entry["episodes"]) for entry in results["evaluations"]]
+    assert runs == [("residual", 1), ("residual_dt_half", 1), ("residual", 2), ("residual_dt_half", 2)]
+    assert set(results["baselines"]) == {"random", "zero"}
+    assert all(entry["env_steps"] > 0 and entry["heldout_psnr_last_frame"] > 0 for entry in results["evaluations"])
+    assert "| 2 |" in (out / "results.md").read_text()
+    assert (out / "returns.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,197 @@
+"""The control world model fitted on fixed replay episodes, with the diagnostics that tell a dead model from a
+learning one, at chosen update counts: a fast way to compare world-model settings without planning.
+
+Every variant starts from the same seed and sees the same batches (the loop's own update step on windows of
+the training buffer); at each evaluation point it is measured on fixed windows: activity of f's hidden layers
+and the spread of imagined returns on the training buffer's posterior states, open-loop PSNR/SSIM and reward
+error on held-out episodes against their model-free baselines (`srvp.agents.diagnostics`). Buffers are
+directories written by `srvp.agents.buffer.EpisodeBuffer.save` (an srvp-control run's `buffer/`, or
+`--collect` random episodes of a task). Results go to results.json and results.md in --out.
+
+    python -m bench.control_model --out runs/control_model --collect cartpole-swingup 30 10 \
+        --variant default --variant nu=0.05 'nu=0.05,l2_weight=0.1'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from srvp.agents.buffer import EpisodeBuffer
+from srvp.agents.diagnostics import imagined_return_spread, open_loop_quality, transition_activity
+from srvp.agents.loop import RandomPolicy, make_env, run_episode, stream_seed, update_world_model
+from srvp.agents.world_model import build_world_model
+from srvp.common.optimisation import build_optimizer
+from srvp.common.runtime import resolve_device, seed_everything
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def collect_random(task: str, episodes: int, seed: int, directory: Path, steps: int | None = None) -> EpisodeBuffer:
+    """`episodes` uniform-random episodes of dm_control `task` (the loop's seed episodes; `steps` agent steps each,
+    None: the task's full length), saved in `directory`, or the ones saved there before."""
+    if (directory / "index.json").exists():
+        return EpisodeBuffer.load(directory)
+    env_cfg = OmegaConf.load(CONFIG_DIR / "env" / f"{task}.yaml")
+    env = make_env(env_cfg, steps)
+    action_dim = env.action_space.shape[0]
+    buffer = EpisodeBuffer((3, env_cfg.size, env_cfg.size), action_dim)
+    for index in range(episodes):
+        policy = RandomPolicy(action_dim, np.random.default_rng([seed, index]))
+        episode = run_episode(env, policy, stream_seed(seed, 0, index))
+        buffer.add_episode(episode.frames, episode.actions, episode.rewards)
+    env.close()
+    buffer.save(directory)
+    return buffer
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """'nu=0.05,l2_weight=0.1' -> overrides of the world model ('lr=...' sets the optimiser's); 'default' -> {}."""
+    if text == "default":
+        return {}
+    overrides = {}
+    for item in text.split(","):
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _number(value.strip())
+    return overrides
+
+
+def _number(value: str) -> Any:
+    """A variant's value as int, float, bool or string."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def measure(
+    model: torch.nn.Module, train: dict, heldout: dict, context: int, mean_reward: float, horizon: int
+) -> dict[str, float]:
+    """Every diagnostic at the current weights, on the fixed windows."""
+    generator = torch.Generator().manual_seed(0)
+    short = {name: value[:, :context] for name, value in train.items()}
+    result = {
+        f"f_active_{index}": value
+        for index, value in enumerate(transition_activity(model, short["obs"], short["actions"][:, : context - 1]))
+    }
+    result.update(
+        imagined_return_spread(model, short["obs"], short["actions"][:, : context - 1], horizon, 64, generator)
+    )
+    quality = open_loop_quality(model, heldout["obs"], heldout["actions"], heldout["rewards"], context, mean_reward)
+    result.update({f"heldout_{name}": value for name, value in quality.items()})
+    return result
+
+
+def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, train_buffer, heldout_buffer) -> list:
+    """Train one variant from scratch on `train_buffer`, measuring at every --eval-at count; returns the rows."""
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    model_cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "world_model" / "srvp_control.yaml"))
+    model_cfg.pop("defaults", None)
+    lr = overrides.pop("lr", args.lr)
+    model_cfg.update(overrides)
+    model = build_world_model(model_cfg, train_buffer.action_dim).to(device)
+    optimizer_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-4}
+    optimizer = build_optimizer(optimizer_cfg, model, device, fused=True)
+    windows = args.context + args.horizon
+    train_windows = train_buffer.sample(args.windows, windows, generator=torch.Generator().manual_seed(1))
+    heldout_windows = heldout_buffer.sample(args.windows, windows, generator=torch.Generator().manual_seed(2))
+    mean_reward = train_buffer.reward_mean
+    sampler = torch.Generator().manual_seed(args.seed)
+    rows, done, start = [], 0, time.perf_counter()
+    for target in [0, *args.eval_at]:
+        losses = {}
+        if target > done:
+            losses = update_world_model(
+                model,
+                optimizer,
+                train_buffer,
+                target - done,
+                args.batch_size,
+                args.seq_len,
+                sampler,
+                device,
+                "fp32",
+                1000.0,
+            )
+            done = target
+        scores = measure(model, train_windows, heldout_windows, args.context, mean_reward, args.horizon)
+        row = {"variant": name, "updates": done, "seconds": time.perf_counter() - start, **losses, **scores}
+        rows.append(row)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    return rows
+
+
+COLUMNS = {
+    "f_active": "active units of f's hidden layers",
+    "return_spread": "spread of imagined returns",
+    "heldout_psnr": "open-loop PSNR (last frame)",
+    "heldout_reward_mse": "reward MSE (mean reward)",
+    "heldout_kl_y1": "KL y1",
+    "heldout_kl_z": "KL z",
+}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per (variant, update count): the diagnostics beside their baselines."""
+    lines = ["| variant | updates | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for row in rows:
+        active = "/".join(f"{row[key]:.2f}" for key in sorted(row) if key.startswith("f_active"))
+        cells = [
+            active,
+            f"{row['return_spread']:.4f}",
+            f"{row['heldout_psnr']:.2f} ({row['heldout_psnr_last_frame']:.2f})",
+            f"{row['heldout_reward_mse']:.3f} ({row['heldout_reward_mse_mean_reward']:.3f})",
+            f"{row['heldout_kl_y1']:.1f}",
+            f"{row['heldout_kl_z']:.1f}",
+        ]
+        lines.append(f"| {row['variant']} | {row['updates']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--collect",
+        nargs=3,
+        metavar=("TASK", "TRAIN", "HELDOUT"),
+        required=True,
+        help="task and counts of random training and held-out episodes (collected once, kept in --out)",
+    )
+    parser.add_argument("--episode-steps", type=int, default=None, help="agent steps per episode (default: full)")
+    parser.add_argument("--windows", type=int, default=16, help="fixed windows the diagnostics are measured on")
+    parser.add_argument("--variant", nargs="+", default=["default"])
+    parser.add_argument("--eval-at", type=int, nargs="+", default=[100, 200, 300])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--context", type=int, default=8)
+    parser.add_argument("--horizon", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=6e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    task, train_count, heldout_count = args.collect
+    train_buffer = collect_random(task, int(train_count), 7, args.out / "buffer_train", args.episode_steps)
+    heldout_buffer = collect_random(task, int(heldout_count), 8, args.out / "buffer_heldout", args.episode_steps)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else []
+    for variant in args.variant:
+        rows = run_variant(variant, parse_variant(variant), args, train_buffer, heldout_buffer)
+        results = [row for row in results if row["variant"] != variant] + rows
+        results_path.write_text(json.dumps(results, indent=1))
+        (args.out / "results.md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
