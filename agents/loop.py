@@ -59,7 +59,7 @@ from srvp.agents.world_model import (
 from srvp.common.checkpoints import restore_training, save_checkpoint
 from srvp.common.configs import check_clip_length, check_required, config_changes, read_number, write_run_config
 from srvp.common.logger import RunLogger
-from srvp.common.media import side_by_side
+from srvp.common.media import side_by_side, time_grid, write_image, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
 from srvp.common.runtime import StoppedEarly, StopRequest, autocast, resolve_device, restore_rng_state, seed_everything
 from srvp.worldmodel import SRVP, load_checkpoint
@@ -70,6 +70,10 @@ TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
 BUFFER_DIR = "buffer"
 SUMMARY_NAME = "summary"
+EVAL_VIDEO_NAME = "eval_episode.gif"
+"""The first evaluation episode of the latest evaluation, as the agent saw it."""
+OPEN_LOOP_NAME = "open_loop.png"
+"""The latest open-loop prediction: observed then imagined frames (bottom) under the truth (top), in time."""
 DIAGNOSTIC_WINDOWS = 16
 """Windows of the replay buffer (posterior states) and of the evaluation episodes (open-loop predictions) that
 the diagnostics of every evaluation are measured on."""
@@ -226,7 +230,7 @@ def update_world_model(
 
 
 @torch.no_grad()
-def open_loop_video(
+def open_loop_prediction(
     model: SRVP,
     buffer: EpisodeBuffer,
     context: int,
@@ -234,15 +238,15 @@ def open_loop_video(
     device: torch.device,
     precision: str,
     generator: torch.Generator,
-) -> np.ndarray:
-    """Truth beside prediction (t h w 3) for one buffer window: `context` observed frames, then imagined
-    frames from the real actions with prior-mean z; content w from the window's observed frames."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Truth and prediction (t c h w) for one buffer window: `context` observed frames, then imagined frames
+    from the real actions with prior-mean z; content w from the window's observed frames."""
     model.eval()
     window = buffer.sample(1, length, generator=generator)
     frames, actions = window["obs"].to(device), window["actions"].to(device)
     with autocast(device, precision):
         prediction = model.predict(frames[:, :context], length - context, actions=actions, prior_mean=True)
-    return side_by_side([frames[0], prediction[0, 0].float()], cond_frames=context)
+    return frames[0], prediction[0, 0].float()
 
 
 @dataclass
@@ -615,6 +619,7 @@ class ControlRun:
             episodes = self.evaluate()
             self.log_episode("eval", episodes, time.perf_counter() - start)
             self.logger.video(step, "eval/episode", episodes[0].frames)
+            write_video(self.run_dir / EVAL_VIDEO_NAME, episodes[0].frames)
             returns = [episode.total_reward for episode in episodes]
             stats = returns_ci(returns)
             self.eval_history.append({"env_steps": step, **stats, "returns": returns})
@@ -643,10 +648,12 @@ class ControlRun:
         length = min(int(loop.video_frames), int(loop.seq_len))
         if length > int(loop.context_frames):
             generator = torch.Generator().manual_seed(stream_seed(int(self.cfg.seed), VIDEO_STREAM, step % 2**31))
-            video = open_loop_video(
-                self.model, self.buffer, int(loop.context_frames), length, self.device, self.cfg.precision, generator
+            context = int(loop.context_frames)
+            truth, prediction = open_loop_prediction(
+                self.model, self.buffer, context, length, self.device, self.cfg.precision, generator
             )
-            self.logger.video(step, "open_loop/truth_vs_prediction", video)
+            self.logger.video(step, "open_loop/truth_vs_prediction", side_by_side([truth, prediction], context))
+            write_image(self.run_dir / OPEN_LOOP_NAME, time_grid([truth, prediction], context))
         return summary
 
     @torch.no_grad()
