@@ -9,7 +9,8 @@ zero-action policies, and the world-model diagnostics on held-out episodes), app
 Each run resumes from its run directory, so the driver can be stopped and restarted with the same arguments
 without losing or redoing work. results.md holds the table and returns.png the curves.
 
-    python -m bench.control --out runs/control_bench --stages 10 20 30
+    python -m bench.control --out runs/control_bench --stages 10 20 40
+    python -m bench.control debug=control_tiny --out /tmp/c --stages 1 2   # hydra overrides come first
 """
 
 from __future__ import annotations

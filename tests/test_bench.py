@@ -185,10 +185,10 @@ def test_control_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
     baselines recorded, and a second call with one more stage adds only that stage (the runs resume)."""
     out = tmp_path / "control"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["--out", str(out), "--variants", "residual", "residual_dt_half", "debug=control_tiny"]
+    common = ["--out", str(out), "--variants", "residual", "residual_dt_half"]
     for stages in (["1"], ["1", "2"]):
         result = subprocess.run(
-            [sys.executable, "-m", "bench.control", "--stages", *stages, *common],
+            [sys.executable, "-m", "bench.control", "debug=control_tiny", "--stages", *stages, *common],
             cwd=REPO,
             env=env,
             capture_output=True,
