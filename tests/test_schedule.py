@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from srvp.video_pred.trainer import constant_then_linear_decay
+from srvp.video_pred.trainer import WeightAverage, constant_then_linear_decay, with_warmup
 
 
 def rates_used(make_scheduler, total_steps: int, steps_scheduler=lambda step: True) -> list[float]:
@@ -44,3 +44,32 @@ def test_equals_the_official_scheduler(burnin, decay):
     assert rates_used(ours(burnin, decay), total) == pytest.approx(expected)
     # The last step runs at 0, except without burn-in, where the official loop's first decay comes after step 1.
     assert expected[-1] == (1 / decay if burnin == 0 else 0.0)
+
+
+def test_warmup_ramps_linearly_then_follows_the_schedule():
+    def warmed(optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, with_warmup(constant_then_linear_decay(6, 4), 4))
+
+    assert rates_used(warmed, 10) == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])
+    assert with_warmup(constant_then_linear_decay(6, 4), 0)(7) == constant_then_linear_decay(6, 4)(7)
+
+
+def test_weight_average_follows_the_weights_at_its_decay_and_copies_buffers():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9)
+    start = [parameter.detach().clone() for parameter in average.model.parameters()]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    model.train()(torch.randn(5, 3))  # moves the BatchNorm running statistics
+    # Step 1 moves by 1 - min(0.9, 2 / 11); step 1000 by 1 - 0.9.
+    average.update(model, step=1)
+    for averaged, before, current in zip(average.model.parameters(), start, model.parameters(), strict=True):
+        torch.testing.assert_close(averaged, before + (1 - 2 / 11) * (current.detach() - before))
+    moved = [parameter.clone() for parameter in average.model.parameters()]
+    average.update(model, step=1000)
+    for averaged, before, current in zip(average.model.parameters(), moved, model.parameters(), strict=True):
+        torch.testing.assert_close(averaged, before + 0.1 * (current.detach() - before))
+    for averaged, buffer in zip(average.model.buffers(), model.buffers(), strict=True):
+        torch.testing.assert_close(averaged, buffer, rtol=0, atol=0)
+    assert not any(parameter.requires_grad for parameter in average.model.parameters())

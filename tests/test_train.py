@@ -162,6 +162,32 @@ def test_resume_after_kill_gives_the_same_losses(tmp_path, mnist_dir):
 
 
 @pytest.mark.slow
+def test_weight_average_is_evaluated_and_resumes_exactly(tmp_path, mnist_dir):
+    # trainer.ema_decay: the final evaluation reads checkpoints/ema.pt (the average, not the last weights), and a
+    # run stopped half-way (trainer.max_steps) then resumed ends with the same average as a straight run.
+    options = ("trainer.ema_decay=0.5", "trainer.lr_warmup_steps=3", "trainer.ckpt_every=2")
+    final_eval = "final_eval={num_samples: 2, max_clips: 4, metrics: [psnr], num_workers: 0}"
+    straight = tmp_path / "straight"
+    result = run_train(straight, mnist_dir, *options, final_eval)
+    assert "evaluation of ema.pt" in result.stdout
+    evaluated = json.loads((straight / "eval" / "eval.json").read_text())["checkpoint"]
+    assert Path(evaluated).name == "ema.pt"
+    average, _ = load_model(straight / "checkpoints" / "ema.pt")
+    last, _ = load_model(straight / "checkpoints" / "last.pt")
+    assert any(not torch.equal(tensor, last.state_dict()[name]) for name, tensor in average.state_dict().items()), (
+        "the average equals the last weights"
+    )
+    stopped = tmp_path / "stopped"
+    run_train(stopped, mnist_dir, *options, "trainer.max_steps=4")
+    assert load_checkpoint(stopped / "checkpoints" / "ema.pt")["step"] == 4
+    run_train(stopped, mnist_dir, *options)
+    assert losses(stopped) == losses(straight)
+    resumed, _ = load_model(stopped / "checkpoints" / "ema.pt")
+    for name, tensor in average.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnist_dir):
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -207,6 +233,8 @@ def test_a_user_error_exits_with_status_1_and_one_line(tmp_path, mnist_dir):
         (["trainer.batch_size=0"], "trainer.batch_size"),
         (["model.dt=0.3"], "dt=0.3"),
         (["model.nu=1e-40"], "NaN/inf"),  # the likelihood overflows: stop before anything is saved
+        (["trainer.ema_decay=1.0"], "trainer.ema_decay=1.0"),
+        (["trainer.lr_warmup_steps=-1"], "trainer.lr_warmup_steps"),
         (["device=cuda:3"] if not torch.cuda.is_available() else ["model.arch=resnet"], "cuda:3|model.arch"),
     ],
 )

@@ -96,7 +96,8 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
         logger.close()
     print(f"checkpoint: {last}\ntensorboard: {run_dir / 'tb'}\npredictions: {', '.join(map(str, videos))}")
     if cfg.final_eval is not None:
-        final_evaluation(cfg, last, run_dir / "eval")
+        evaluated = last if trainer.average is None else last.with_name("ema.pt")
+        final_evaluation(cfg, evaluated, run_dir / "eval")
     return run_dir
 
 

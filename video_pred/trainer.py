@@ -6,6 +6,7 @@ stream (`DrawSampler`) and rank 0 alone writes logs, checkpoints and videos."""
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import time
@@ -49,6 +50,34 @@ def constant_then_linear_decay(steps: int, decay_steps: int) -> Callable[[int], 
     return factor
 
 
+def with_warmup(factor: Callable[[int], float], warmup_steps: int) -> Callable[[int], float]:
+    """`factor` with a linear warm-up: optimiser step s <= `warmup_steps` runs at s / `warmup_steps` of it
+    (a short run at a high rate starts without the first large Adam steps; 0 keeps `factor` unchanged)."""
+    if warmup_steps == 0:
+        return factor
+    return lambda taken: min(1.0, (taken + 1) / warmup_steps) * factor(taken)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights, evaluated instead of the weights themselves (sharper
+    samples early in a short run). After optimiser step n the average moves towards the weights by
+    1 - min(decay, (1 + n) / (10 + n)): the first steps, far from the decay's horizon, are not weighed down by
+    the initial weights. Buffers (BatchNorm statistics) are copied, not averaged."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Move the average towards `model`'s weights after optimiser step `step` (1 for the first)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        averaged = list(self.model.parameters())
+        torch._foreach_lerp_(averaged, [parameter.detach() for parameter in model.parameters()], 1 - decay)
+        for average, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            average.copy_(buffer)
+
+
 VALIDATION_CLIP_BATCH, VALIDATION_CHUNK = 16, 20
 """Validation clips and samples generated per pass (as srvp-eval's batch_size and sample_chunk)."""
 RUN_BOOKKEEPING = ("run_dir", "resume", "ckpt_path", "trainer.max_steps", "final_eval")
@@ -89,9 +118,13 @@ class Trainer:
             )
         self.optimizer = build_optimizer(trainer.optimizer, self.model, device, trainer.fused_optimizer)
         self.total_steps = int(trainer.steps) + int(trainer.lr_decay_steps)
+        schedule = constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
+            self.optimizer, with_warmup(schedule, int(trainer.get("lr_warmup_steps") or 0))
         )
+        ema_decay = trainer.get("ema_decay")
+        self.average = WeightAverage(self.model, float(ema_decay)) if ema_decay else None
+        """The weights' moving average (`trainer.ema_decay`), which validation, videos and ema.pt use; or None."""
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
         self.host_group = host_group(self.dist)
         self.step = 0
@@ -124,6 +157,12 @@ class Trainer:
         self.step = payload["step"]
         extra = payload.get("extra", {})
         self.best_val_psnr = extra.get("best_val_psnr")
+        if self.average is not None:
+            if "ema" in extra:
+                self.average.model.load_state_dict(extra["ema"])
+            else:
+                self.average.model.load_state_dict(self.model.state_dict())
+                print(f"{path} holds no weight average (trainer.ema_decay): it starts from the loaded weights")
         rank_states = extra.get("rank_rng", [payload["rng"]])
         if len(rank_states) == self.dist.world_size:
             restore_rng_state(rank_states[self.dist.rank])
@@ -147,6 +186,8 @@ class Trainer:
             extra["best_val_psnr"] = self.best_val_psnr
         if rank_rng is not None:
             extra["rank_rng"] = rank_rng
+        if self.average is not None:
+            extra["ema"] = self.average.model.state_dict()
         return save_checkpoint(
             self.checkpoint_dir / f"{name}.pt",
             self.model,
@@ -155,6 +196,21 @@ class Trainer:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             extra=extra or None,
+        )
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that validation, videos and the final evaluation use: the moving average when on."""
+        return self.model if self.average is None else self.average.model
+
+    def save_evaluated(self, name: str) -> Path:
+        """Atomically write checkpoints/<name>.pt holding `eval_model`'s weights and no optimiser state: what
+        srvp-eval reads (the moving average when `trainer.ema_decay` is set)."""
+        return save_checkpoint(
+            self.checkpoint_dir / f"{name}.pt",
+            self.eval_model,
+            self.step,
+            config=OmegaConf.to_container(self.cfg, resolve=True),
         )
 
     # ------------------------------------------------------------------ evaluation during training
@@ -176,10 +232,10 @@ class Trainer:
         selection; 'predicted'), scored on its predicted frames -> {'psnr': mean over clips}; with
         `mean_frame`, also the model-free baselines' PSNR ('baseline_psnr/<name>')."""
         cond, trainer = self.cfg.dataset.cond_frames, self.cfg.trainer
-        self.model.eval()
+        model = self.eval_model.eval()
         with self.evaluation_noise():
             result = run_best_of_n(
-                self.model,
+                model,
                 clips.split(VALIDATION_CLIP_BATCH),
                 cond_frames=cond,
                 pred_frames=clips.shape[1] - cond,
@@ -199,9 +255,9 @@ class Trainer:
     def prediction_video(self, clips: torch.Tensor, samples: int) -> np.ndarray:
         """Truth beside `samples` predictions for each clip, clips stacked vertically: uint8 (t h w 3)."""
         cond = self.cfg.dataset.cond_frames
-        self.model.eval()
+        model = self.eval_model.eval()
         with self.evaluation_noise(), autocast(self.device, self.cfg.precision):
-            predictions = self.model.predict(clips[:, :cond], clips.shape[1] - cond, samples).float()
+            predictions = model.predict(clips[:, :cond], clips.shape[1] - cond, samples).float()
         rows = [
             side_by_side([clip.cpu(), *sample.cpu()], cond) for clip, sample in zip(clips, predictions, strict=True)
         ]
@@ -239,6 +295,8 @@ class Trainer:
                 output = optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.cfg.precision)
                 self.scheduler.step()
                 self.step += 1
+                if self.average is not None:
+                    self.average.update(self.model, self.step)
                 averages.add(output)  # on the device: no host synchronisation inside the step
                 # A signal may reach the ranks at different steps: they stop together at the first step
                 # where any of them saw it (a rank leaving alone would hang the others' all-reduce).
@@ -262,7 +320,10 @@ class Trainer:
                     logger.scalars(self.step, "val", scores)
                     if self.best_val_psnr is None or scores["psnr"] > self.best_val_psnr:
                         self.best_val_psnr = scores["psnr"]
-                        self.save("best")
+                        if self.average is None:
+                            self.save("best")
+                        else:
+                            self.save_evaluated("best")
                 if writes and (self.step % trainer.video_every == 0 or at_end):
                     video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
                     logger.video(self.step, "predictions/truth_then_samples", video)
@@ -271,6 +332,8 @@ class Trainer:
                     rank_rng = gather_from_ranks(capture_rng_state(), self.host_group) if self.dist.enabled else None
                     if writes:
                         last = self.save("last", rank_rng)
+                        if self.average is not None:
+                            self.save_evaluated("ema")
                 progress.update(1)
                 if stop_now:
                     self.stopped_by = stop.signum or signal.SIGTERM  # another rank's signal: report SIGTERM
@@ -319,6 +382,12 @@ def check_budget(cfg: DictConfig) -> None:
         raise ValueError("trainer.steps + trainer.lr_decay_steps must be at least 1")
     if cfg.trainer.max_steps is not None:
         read_number(cfg, "trainer.max_steps", int, minimum=1)
+    if cfg.trainer.get("lr_warmup_steps") is not None:
+        read_number(cfg, "trainer.lr_warmup_steps", int, minimum=0)
+    if cfg.trainer.get("ema_decay") is not None:
+        ema_decay = read_number(cfg, "trainer.ema_decay", float)
+        if not 0 < ema_decay < 1:
+            raise ValueError(f"trainer.ema_decay={ema_decay}: expected a decay in (0, 1), or null for none")
     trainer = cfg.trainer
     if trainer.val_frames not in ("all", "predicted"):
         raise ValueError(f"trainer.val_frames={trainer.val_frames!r}: expected all or predicted")
