@@ -1,8 +1,8 @@
 """The control world model learns a task whose reward depends on the action: after a short training on the moving
-square of examples/own_loop.py (a square pushed by 2-d actions, rewarded for nearing the centre), the imagined
-returns differ across action sequences and rank the sequence that moves toward the centre above the one that
-moves away. This is what died in training before (dead ReLUs in f, collapsed latents: every candidate got the
-same imagined return, so the planner chose at random)."""
+square of examples/own_loop.py (a square pushed by 2-d actions, rewarded for nearing the centre), f stays active,
+the imagined returns differ across action sequences, and they order random plans as the task's true returns do
+(rank correlation). This is what died before on cartpole (dead ReLUs in f, collapsed latents: every candidate got
+the same imagined return, so the planner chose at random)."""
 
 from __future__ import annotations
 
@@ -39,22 +39,28 @@ def control_settings() -> dict:
     return {**values, **sizes, "fwd_hidden": 64, "lstm_hidden": 64}
 
 
-def centre_plans(frames: np.ndarray, speed: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, 2, H, 2) plans from the square's position in the last context frame (n, h w 3): straight toward the
-    centre (reaching it, not overshooting) and the opposite, away from it; and the square's distances (n,) to the
-    centre."""
-    plans, distances = [], []
-    for frame in frames:
-        ys, xs = np.nonzero(frame[:, :, 0])
-        offset = np.array([size / 2 - xs.mean(), size / 2 - ys.mean()])
-        toward = np.clip(offset / (speed * HORIZON), -1, 1)
-        plans.append([np.tile(toward, (HORIZON, 1)), np.tile(-toward, (HORIZON, 1))])
-        distances.append(np.linalg.norm(offset))
-    return torch.tensor(np.array(plans), dtype=torch.float32), torch.tensor(distances)
+def true_returns(frames: np.ndarray, plans: torch.Tensor, example) -> torch.Tensor:
+    """The task's returns (n, m) of plans (n, m, H, 2) from the square's position in frames (n, h w 3)."""
+    ys, xs = zip(*(np.nonzero(frame[:, :, 0]) for frame in frames), strict=True)
+    # A square of side S drawn from corner c covers pixels c..c+S-1: its centre is their mean + 0.5.
+    position = np.array([[x.mean() + 0.5, y.mean() + 0.5] for x, y in zip(xs, ys, strict=True)])[:, None, :]
+    low, high = example.SQUARE / 2, example.SIZE - example.SQUARE / 2
+    returns = np.zeros(plans.shape[:2])
+    for step in range(plans.shape[2]):
+        position = np.clip(position + example.SPEED * plans[:, :, step].numpy(), low, high)
+        returns -= np.linalg.norm(position - example.SIZE / 2, axis=-1) / (example.SIZE / 2)
+    return torch.from_numpy(returns)
+
+
+def rank_correlation(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of each row of two (n, m) tensors -> (n,)."""
+    first, second = (values.argsort(-1).argsort(-1).double() for values in (first, second))
+    first, second = first - first.mean(-1, keepdim=True), second - second.mean(-1, keepdim=True)
+    return (first * second).sum(-1) / (first.norm(dim=-1) * second.norm(dim=-1))
 
 
 @pytest.mark.slow
-def test_imagined_returns_depend_on_the_actions_and_rank_the_better_plan_first() -> None:
+def test_imagined_returns_depend_on_the_actions_and_rank_plans_as_the_task_does() -> None:
     example = load_example()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -73,11 +79,11 @@ def test_imagined_returns_depend_on_the_actions_and_rank_the_better_plan_first()
     assert min(activity) >= 0.05, f"dead units in f: active fractions {activity}"
     spread = imagined_return_spread(model, frames, actions, HORIZON, 64, torch.Generator().manual_seed(0))
     assert spread["return_spread"] >= SPREAD_WARNING, spread
+    # Imagined against true returns of 32 random plans from each held-out state: their orders must agree.
+    plans = torch.rand(len(frames), 32, HORIZON, 2, generator=torch.Generator().manual_seed(5)) * 2 - 1
     with torch.no_grad():
         states = model.observe(frames, actions).states[:, -1]
-        plans, distances = centre_plans(held_out["frames"][:, CONTEXT - 1], example.SPEED, example.SIZE)
-        returns = LatentObjective(model).returns(states, plans)
-    # Where the square is far from the centre the two plans' true returns differ most.
-    far = distances > example.SIZE / 5
-    better_first = (returns[far, 0] > returns[far, 1]).float().mean().item()
-    assert better_first >= 0.8, f"the plan toward the centre ranks first for {better_first:.0%} of {far.sum()} states"
+        imagined = LatentObjective(model).returns(states, plans)
+    truth = true_returns(held_out["frames"][:, CONTEXT - 1], plans, example)
+    correlation = rank_correlation(imagined, truth).mean().item()
+    assert correlation >= 0.3, f"imagined and true returns of the same plans agree in order by {correlation:.2f} only"
