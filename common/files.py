@@ -91,6 +91,20 @@ def check_output_folder(folder: str | os.PathLike) -> None:
         raise OSError(errno.EACCES, f"output folder {folder}: {existing} is not writable")
 
 
+def check_no_earlier_results(folder: Path, patterns: tuple[str, ...], key: str, overwrite: bool) -> None:
+    """Refuse, in one line naming `key`, to write results into `folder` when it already holds files matching
+    `patterns` from an earlier run, unless `overwrite` (a rerun must never replace results silently)."""
+    if overwrite or not folder.is_dir():
+        return
+    earlier = sorted(path.name for pattern in patterns for path in folder.glob(pattern))
+    if earlier:
+        shown = ", ".join(earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        raise ValueError(
+            f"{key}={folder} already holds results of an earlier run ({shown}): choose another {key}, or pass "
+            "overwrite=true to replace them"
+        )
+
+
 def check_output_arguments(arguments: list[str], keys: tuple[str, ...], program: str) -> None:
     """Exit with one line when a `key=value` command-line argument of `keys` names an unusable output folder."""
     for argument in arguments:

@@ -220,6 +220,19 @@ def test_make_figures_writes_grids_and_videos(
         assert video.shape[:3] == (frames, BORDERED, rows * BORDERED)
 
 
+def test_a_rerun_never_replaces_earlier_figures_silently(checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
+    """srvp-figures into a folder that already holds figures is refused in one line; overwrite=true replaces them."""
+    ckpt, root = checkpoint
+    base = [f"ckpt_path={ckpt}", "figure=upsample", "clips=[2]", f"out_dir={tmp_path}", f"dataset.root={root}"]
+    base += ["device=cpu", "upsample_rates=[1]", "formats=[gif]"]
+    first = make_figures(compose_figures(base))
+    written = {path: path.read_bytes() for path in first}
+    with pytest.raises(ValueError, match=r"out_dir=.* already holds results of an earlier run .*overwrite=true"):
+        make_figures(compose_figures([*base, "clips=[1]"]))
+    assert {path: path.read_bytes() for path in first} == written
+    assert make_figures(compose_figures([*base, "overwrite=true"])) == first
+
+
 def test_make_figures_errors_name_the_culprit(checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
     ckpt, root = checkpoint
     base = [f"ckpt_path={ckpt}", f"out_dir={tmp_path}", f"dataset.root={root}", "device=cpu"]

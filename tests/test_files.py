@@ -50,3 +50,16 @@ def test_torch_reporting_a_full_disk_is_named_as_one(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "LOW_SPACE_BYTES", 0)
     with pytest.raises(RuntimeError, match="unexpected pos"):  # plenty of space: torch's own error stands
         atomic_write(tmp_path / "ckpt.pt", failing)
+
+
+def test_results_of_an_earlier_run_are_never_replaced_silently(tmp_path):
+    from srvp.common.files import check_no_earlier_results
+    from srvp.video_pred.evaluate import RESULT_FILES
+
+    check_no_earlier_results(tmp_path / "new", RESULT_FILES, "out_dir", overwrite=False)  # nothing there yet
+    (tmp_path / "train.log").write_text("hydra's log is not a result")
+    check_no_earlier_results(tmp_path, RESULT_FILES, "out_dir", overwrite=False)
+    (tmp_path / "eval.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"^out_dir=.* already holds results of an earlier run \(eval.json\)"):
+        check_no_earlier_results(tmp_path, RESULT_FILES, "out_dir", overwrite=False)
+    check_no_earlier_results(tmp_path, RESULT_FILES, "out_dir", overwrite=True)

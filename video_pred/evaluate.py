@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from srvp.common.files import atomic_write, check_output_arguments
+from srvp.common.files import atomic_write, check_no_earlier_results, check_output_arguments
 from srvp.common.runtime import resolve_device
 from srvp.video_pred import data
 from srvp.video_pred.baselines import MEAN_FRAME_CLIPS, mean_training_frame
@@ -42,6 +42,8 @@ from srvp.worldmodel import load_model
 from srvp.worldmodel.config import parse_step
 
 LPIPS = "lpips"
+RESULT_FILES = ("eval.json", "curves.csv", "curves.png")
+"""What an evaluation writes into its folder; a rerun into a folder holding them is refused (overwrite=true)."""
 
 
 def eval_defaults() -> DictConfig:
@@ -260,6 +262,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     """Console entry point `srvp-eval`; user errors end in one line on stderr and exit status 1."""
     try:
         out_dir = output_dir(cfg)
+        check_no_earlier_results(out_dir, RESULT_FILES, "out_dir", cfg.overwrite)
         report = evaluate(cfg, out_dir)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"srvp-eval: error: {error}")

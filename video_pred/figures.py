@@ -35,7 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from srvp.common.files import check_output_arguments
+from srvp.common.files import check_no_earlier_results, check_output_arguments
 from srvp.common.media import side_by_side, time_grid, write_image, write_video
 from srvp.common.runtime import resolve_device
 from srvp.video_pred.data import build_dataset, check_model_fits, dataset_section
@@ -45,6 +45,8 @@ from srvp.worldmodel.model import SRVP, to_unit_float
 FIGURES = ("upsample", "dt_sweep", "content_swap", "interpolate")
 VIDEO_FORMATS = ("gif", "mp4")
 Z_MODES = ("mean", "sample")
+FIGURE_FILES = ("*.png", *(f"*.{suffix}" for suffix in VIDEO_FORMATS))
+"""What a figure run writes; a rerun into a folder holding such files is refused unless overwrite=true."""
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -226,7 +228,9 @@ def make_figures(cfg: DictConfig) -> list[Path]:
             f"{clips.shape[1]} frames, {cond} conditioning)"
         )
     clips = clips[:, : cond + horizon]
-    return render(model, clips, clip_ids, cond, horizon, cfg, Path(cfg.out_dir).expanduser())
+    out_dir = Path(cfg.out_dir).expanduser()
+    check_no_earlier_results(out_dir, FIGURE_FILES, "out_dir", cfg.overwrite)
+    return render(model, clips, clip_ids, cond, horizon, cfg, out_dir)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://srvp.configs", config_name="figures")
