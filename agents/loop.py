@@ -219,7 +219,13 @@ def update_world_model(
         frames = batch["obs"].to(device, non_blocking=True)
         targets = {"reward": reward_targets(batch["rewards"]).to(device, non_blocking=True)}
         output = optimisation_step(
-            model, model, optimizer, frames, precision, batch["actions"].to(device), targets, grad_clip
+            model,
+            optimizer,
+            frames,
+            precision=precision,
+            actions=batch["actions"].to(device),
+            head_targets=targets,
+            grad_clip=grad_clip,
         )
         averages.add(output)
     if averages.any_nonfinite():

@@ -60,4 +60,4 @@ class TrainStep:
         """One update on uint8 clips (b t c h w); returns the ELBO output (no host synchronisation)."""
         # A process-wide switch: set for each step, so variants timed side by side each run with their own.
         torch.backends.cudnn.benchmark = self.options.cudnn_benchmark
-        return optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.precision)
+        return optimisation_step(self.loss_fn, self.optimizer, batch, precision=self.precision)

@@ -76,7 +76,7 @@ def step_flops(runner: TrainStep, clips: torch.Tensor) -> int:
     and backward; torch.compile and autocast change how fast they run, not how many there are)."""
     counter = FlopCounterMode(display=False)
     with counter:
-        optimisation_step(runner.model, runner.model, runner.optimizer, clips, "fp32")
+        optimisation_step(runner.model, runner.optimizer, clips, precision="fp32")
     return counter.get_total_flops()
 
 

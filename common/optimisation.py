@@ -3,7 +3,7 @@ and what builds the model and optimiser for it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -36,29 +36,31 @@ def build_optimizer(
 
 
 def optimisation_step(
-    model: SRVP,
-    loss_fn: Callable[..., ElboOutput],
+    loss_fn: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     frames: torch.Tensor,
-    precision: str,
+    *,
+    precision: str = "auto",
     actions: torch.Tensor | None = None,
     head_targets: dict[str, torch.Tensor] | None = None,
     grad_clip: float | None = None,
 ) -> ElboOutput:
     """One update on uint8 clips (b t c h w) (and their actions (b, t-1, a) and head targets): forward under
-    `precision`, backward, optional global gradient-norm clipping, optimiser step.
+    `precision`, backward, optional clipping of the global gradient norm of the optimiser's parameters,
+    optimiser step.
 
-    `loss_fn` is the model itself or its DDP / compiled wrapper. Nothing here synchronises with the host: the
-    returned parts (and the gradient norm before clipping, `grad_norm`, when clipping) stay on the device,
-    and the caller checks them for NaN when it reads them anyway.
+    `loss_fn` is the model itself or its DDP / compiled wrapper (both modules whose call is the ELBO). Nothing
+    here synchronises with the host: the returned parts (and the gradient norm before clipping, `grad_norm`,
+    when clipping) stay on the device, and the caller checks them for NaN when it reads them anyway.
     """
-    model.train()
+    loss_fn.train()
     with autocast(frames.device, precision):
         output = loss_fn(frames, actions, head_targets)
     optimizer.zero_grad(set_to_none=True)
     output.loss.backward()
     if grad_clip:
-        output.parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).detach()
+        parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+        output.parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(parameters, grad_clip).detach()
     optimizer.step()
     return output
 

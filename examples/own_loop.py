@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> None:
     losses = []
     for step in range(1, args.steps + 1):
         batch, batch_actions, rewards = sample_windows(episodes, args.batch_size, args.seq_len, rng, device)
-        output = optimisation_step(model, model, optimizer, batch, "auto", batch_actions, {"reward": rewards}, 100.0)
+        output = optimisation_step(
+            model, optimizer, batch, actions=batch_actions, head_targets={"reward": rewards}, grad_clip=100.0
+        )
         losses.append(output.loss.item())
         if step % args.log_every == 0:
             print(f"step {step:5d}  loss {np.mean(losses[-args.log_every :]):10.1f}")

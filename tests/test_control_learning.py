@@ -69,7 +69,15 @@ def test_imagined_returns_depend_on_the_actions_and_rank_plans_as_the_task_does(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(600):
         frames, actions, rewards = example.sample_windows(train, 16, 8, rng, torch.device("cpu"))
-        optimisation_step(model, model, optimizer, frames, "fp32", actions, {"reward": rewards}, 100.0)
+        optimisation_step(
+            model,
+            optimizer,
+            frames,
+            precision="fp32",
+            actions=actions,
+            head_targets={"reward": rewards},
+            grad_clip=100.0,
+        )
 
     held_out = example.synthetic_episodes(64, CONTEXT + HORIZON, np.random.default_rng(1))
     frames = torch.from_numpy(held_out["frames"][:, :CONTEXT]).permute(0, 1, 4, 2, 3)

@@ -292,7 +292,7 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < stop_at:
                 batch = next(batches).to(self.device, non_blocking=True)
-                output = optimisation_step(self.model, self.loss_fn, self.optimizer, batch, self.cfg.precision)
+                output = optimisation_step(self.loss_fn, self.optimizer, batch, precision=self.cfg.precision)
                 self.scheduler.step()
                 self.step += 1
                 if self.average is not None:
