@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import save_report
+
 VARIANTS = {
     "residual": [],
     "mlp": ["model.transition=mlp"],
@@ -154,11 +156,7 @@ def plot(results: dict[str, Any]):
 
 
 def save(out: Path, results: dict[str, Any]) -> None:
-    from srvp.common.files import atomic_write
-
-    atomic_write(out / "results.json", lambda file: file.write(json.dumps(results, indent=1).encode()))
-    atomic_write(out / "results.md", lambda file: file.write(markdown(results).encode()))
-    atomic_write(out / "curves.png", lambda file: plot(results).savefig(file, format="png", dpi=120))
+    save_report(out, results, markdown(results), plot(results), "curves.png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,14 @@ ROWS = {"train_step": ("smmnist", 3), "sampling": ("smmnist", 2), "planning": ("
 """Script -> (how its data rows start, how many there are)."""
 
 
+def run_driver(arguments: list[str]) -> None:
+    """`python -m <arguments>` from the repository on one thread; it must succeed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", *arguments]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_bench_script_prints_a_table(name):
@@ -129,17 +137,8 @@ def test_learning_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
         "dataset.test_size=4",
         "logger.enabled=false",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stops in (["1", "2"], ["1", "2", "3"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.learning", "--eval-at", *stops, *common],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        run_driver(["bench.learning", "--eval-at", *stops, *common])
     results = json.loads((out / "results.json").read_text())
     runs = [(entry["variant"], entry["step"]) for entry in results["evaluations"]]
     assert runs == [("residual", 1), ("gru", 1), ("residual", 2), ("gru", 2), ("residual", 3), ("gru", 3)]
@@ -158,13 +157,11 @@ def test_control_model_driver_measures_every_diagnostic_at_a_tiny_size(tmp_path)
     """bench.control_model: random episodes collected once, each variant trained on them and measured at every
     update count against the baselines; results.json and results.md written."""
     out = tmp_path / "control_model"
-    command = [sys.executable, "-m", "bench.control_model", "--out", str(out), "--collect", "cartpole-swingup", "2"]
+    command = ["bench.control_model", "--out", str(out), "--collect", "cartpole-swingup", "2"]
     command += ["1", "--episode-steps", "12", "--batch-size", "2", "--seq-len", "5", "--context", "3"]
     command += ["--horizon", "3", "--windows", "2", "--eval-at", "2", "--variant", TINY_WORLD_MODEL]
     command += [f"{TINY_WORLD_MODEL},l2_weight=0.5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_driver(command)
     rows = json.loads((out / "results.json").read_text())
     assert [(row["updates"], row["variant"].endswith("l2_weight=0.5")) for row in rows] == [
         (0, False),
@@ -184,18 +181,9 @@ def test_control_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
     """bench.control: every variant run to every stage through srvp-control's loop, its evaluation and the
     baselines recorded, and a second call with one more stage adds only that stage (the runs resume)."""
     out = tmp_path / "control"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["--out", str(out), "--variants", "residual", "residual_dt_half"]
     for stages in (["1"], ["1", "2"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.control", "debug=control_tiny", "--stages", *stages, *common],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        run_driver(["bench.control", "debug=control_tiny", "--stages", *stages, *common])
     results = json.loads((out / "results.json").read_text())
     runs = [(entry["variant"], entry["episodes"]) for entry in results["evaluations"]]
     assert runs == [("residual", 1), ("residual_dt_half", 1), ("residual", 2), ("residual_dt_half", 2)]
