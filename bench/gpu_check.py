@@ -479,11 +479,13 @@ def control(ctx: Context) -> dict[str, Any]:
 
     run_dir = ctx.out / "control_run"
     # PlaNet's loop and planner (configs/control.yaml) with the experiment's task and world model at full width.
-    overrides = ["experiment=cpu_control", "world_model.filters=32", "agent=cem", f"device={ctx.device}"]
-    overrides += ["loop.collect_interval=100", "loop.batch_size=50", "loop.seq_len=50", "logger.enabled=false"]
+    overrides = ["experiment=cpu_control", f"device={ctx.device}", "logger.enabled=false"]
     if ctx.sizes.control_episodes:
         episodes = ctx.sizes.control_episodes
-        overrides += [f"loop.episodes={episodes}", f"loop.eval_every={episodes // 2}"]
+        overrides += ["world_model.filters=32", "world_model.inf_hidden=256", "world_model.fwd_hidden=256"]
+        overrides += ["world_model.lstm_hidden=256", "loop.collect_interval=100", "loop.batch_size=50"]
+        overrides += ["loop.seq_len=50", f"loop.episodes={episodes}", f"loop.eval_every={episodes // 2}"]
+        overrides += ["agent.candidates=1000", "agent.top_k=100", "agent.iterations=10"]
     else:
         overrides.append("debug=control_tiny")
     with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
