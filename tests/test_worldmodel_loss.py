@@ -213,6 +213,19 @@ def test_a_training_step_on_uint8_frames_never_checks_their_range(monkeypatch) -
     assert checks, "the range check of float frames was not counted: the test would pass vacuously"
 
 
+def test_uint8_frames_take_the_dtype_of_a_float64_model() -> None:
+    """A float64 model (the precision of the equality checks against the official code) takes uint8 clips too."""
+    model = tiny_model().double()
+    frames = random_clips(2, 3)
+    with torch.no_grad():
+        torch.manual_seed(4)
+        from_uint8 = model.elbo(frames).loss
+        torch.manual_seed(4)
+        from_float = model.elbo(frames.double() / 255).loss
+    assert from_uint8.dtype == torch.float64
+    torch.testing.assert_close(from_uint8, from_float)
+
+
 def test_every_trainable_part_receives_a_gradient() -> None:
     model = tiny_model(skip=True, heads={"reward": 1}).train()
     model.elbo(random_clips(2, 4), head_targets={"reward": torch.randn(2, 4)}).loss.backward()

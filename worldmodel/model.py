@@ -73,13 +73,14 @@ FRAME_SIZE = 64
 """Height and width of the frames every encoder/decoder family is built for."""
 
 
-def to_unit_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 frames in [0, 255] -> float in [0, 1]; float frames, checked to be finite and to lie in [0, 1], are
-    passed through (a float frame in [0, 255] or [-1, 1] would silently train on a wrong scale, and one NaN
-    pixel would make the loss NaN and write NaN into every BatchNorm running statistic). The check costs one
-    host synchronisation, for float frames only: uint8 frames cannot be out of range."""
+def to_unit_float(frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 frames in [0, 255] -> `dtype` (the model's floating dtype) in [0, 1]; float frames, checked to be
+    finite and to lie in [0, 1], are passed through (a float frame in [0, 255] or [-1, 1] would silently train on
+    a wrong scale, and one NaN pixel would make the loss NaN and write NaN into every BatchNorm running
+    statistic). The check costs one host synchronisation, for float frames only: uint8 frames cannot be out of
+    range."""
     if frames.dtype == torch.uint8:
-        return frames.float().div_(255)
+        return frames.to(dtype).div_(255)
     if not frames.is_floating_point():
         raise ValueError(f"frames must be uint8 in [0, 255] or float in [0, 1], got {frames.dtype}")
     low, high = torch.aminmax(frames)
@@ -150,7 +151,8 @@ class SRVP(nn.Module):
                 f"frames of shape (b, t, {', '.join(map(str, expected))}) expected, got {tuple(frames.shape)}"
             )
         batch = frames.shape[0]
-        codes, blocks = self.encoder(rearrange(to_unit_float(frames), "b t c h w -> (b t) c h w"))
+        unit = to_unit_float(frames, next(self.parameters()).dtype)
+        codes, blocks = self.encoder(rearrange(unit, "b t c h w -> (b t) c h w"))
         codes = rearrange(codes, "(b t) d -> b t d", b=batch)
         blocks = [rearrange(block, "(b t) c h w -> b t c h w", b=batch) for block in blocks]
         return Encoded(codes, blocks)
@@ -348,7 +350,7 @@ class SRVP(nn.Module):
         # The encoder reads the frames as given: uint8 frames are scaled without a range check, so a training step
         # on uint8 clips never synchronises with the host (a float copy passed on would be range-checked again).
         observation = self.observe(None, actions, dt, encoded=self.encode(frames))
-        target = to_unit_float(frames)
+        target = to_unit_float(frames, next(self.parameters()).dtype)
         batch = target.shape[0]
         reconstruction = self.decode(observation.states, observation.content, observation.skips)
         nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
