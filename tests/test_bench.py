@@ -75,7 +75,7 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     parts = results["parts"]
-    assert list(parts) == ["gpu_tests", "train_throughput", "sampling", "planning", "smmnist_training"]
+    assert list(parts) == ["gpu_tests", "train_throughput", "sampling", "planning", "smmnist_training", "control"]
     assert all(part["status"] == "ok" for part in parts.values()), {k: v.get("error") for k, v in parts.items()}
     throughput = parts["train_throughput"]["result"]["timings"]
     assert {key.split("/")[0] for key in throughput} == {"smmnist", "kth", "bair"}
@@ -84,8 +84,11 @@ def test_gpu_check_dry_run_runs_every_part(tmp_path):
     assert 0 < numerics["gradient cosine"] <= 1 and numerics["loss relative difference"] < 0.1
     training = parts["smmnist_training"]["result"]
     assert set(training["eval"]["baselines"]) == {"black", "last_frame", "mean_frame"}
+    control = parts["control"]["result"]
+    assert [row["policy"] for row in control["summary"]["rows"]] == ["agent", "random", "zero"]
+    assert all(value > 0 for value in control["speed"].values())
     markdown = (out / "results.md").read_text()
-    assert markdown.count("\n## ") == 5 and "| model | " in markdown
+    assert markdown.count("\n## ") == 6 and "| model | " in markdown and "| agent | " in markdown
 
 
 def test_gpu_check_names_missing_packages(tmp_path):
