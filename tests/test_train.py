@@ -32,7 +32,7 @@ def train_command(run_dir: Path, mnist_dir: Path, *overrides: str) -> list[str]:
         "-m",
         "srvp.video_pred.train",
         "debug=tiny",
-        f"hydra.run.dir={run_dir}",
+        f"run_dir={run_dir}",
         f"dataset.mnist_dir={mnist_dir}",
         "dataset.verify_md5=false",
         f"dataset.cache_dir={run_dir.parent / 'cache'}",
@@ -209,7 +209,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_finishes(tmp_path, mnis
     assert process.returncode == 128 + signal.SIGTERM
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("srvp-train: stopped early by SIGTERM at step ")
-    assert f"resume with: srvp-train hydra.run.dir={run_dir}" in last_line
+    assert f"resume with: srvp-train run_dir={run_dir}" in last_line
     stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
     assert 1 <= stopped_at <= 8
     run_train(run_dir, mnist_dir)

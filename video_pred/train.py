@@ -13,7 +13,8 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from srvp.common.configs import check_overlay, write_run_config
 from srvp.common.files import check_output_arguments
@@ -108,7 +109,7 @@ def stop_if_signalled(trainer: Trainer, run_dir: Path) -> None:
         raise StoppedEarly(
             trainer.stopped_by,
             f"step {trainer.step} (checkpoint {run_dir / 'checkpoints'})",
-            f"srvp-train hydra.run.dir={run_dir} with the same overrides",
+            f"srvp-train run_dir={run_dir} with the same overrides",
         )
 
 
@@ -129,6 +130,8 @@ def final_evaluation(cfg: DictConfig, checkpoint: Path, out_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path="pkg://srvp.configs", config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("high")
+    with open_dict(cfg):  # run_dir=X and hydra.run.dir=X (or a sweep job's folder) both name the run folder
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
     try:
         check_overlay(cfg, "srvp-train")
         train(cfg)
@@ -142,7 +145,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    check_output_arguments(sys.argv[1:], ("hydra.run.dir", "hydra.sweep.dir"), "srvp-train")
+    check_output_arguments(sys.argv[1:], ("run_dir", "hydra.run.dir", "hydra.sweep.dir"), "srvp-train")
     _hydra_main()
 
 
