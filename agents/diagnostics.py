@@ -23,6 +23,8 @@ from srvp.common.frame_metrics import psnr, ssim
 from srvp.common.runtime import autocast
 from srvp.worldmodel import SRVP
 
+SPREAD_CANDIDATES = 64
+"""Random action sequences whose imagined returns give the spread diagnostic."""
 SPREAD_WARNING = 0.01
 """Relative spread of imagined returns below which the planner is choosing (almost) at random: the issue's bar
 for a model whose imagination depends on the actions (1% of the returns' magnitude)."""
@@ -77,6 +79,32 @@ def imagined_return_spread(
         "return_std": spread.mean().item(),
         "return_mean": returns.mean().item(),
     }
+
+
+def diagnose(
+    model: SRVP,
+    replay: dict[str, Tensor],
+    held_out: dict[str, Tensor] | None,
+    horizon: int,
+    mean_reward: float,
+    generator: torch.Generator,
+    dt: float = 1.0,
+    precision: str = "auto",
+) -> dict[str, float]:
+    """Every diagnostic at once: activity of f (`f_active_<layer>`) and the spread of imagined returns over
+    `horizon` steps on the posterior states of replay windows (`obs` (b t c h w), `actions` (b, t-1, a)), and the
+    open-loop quality (`heldout_*`) of windows of episodes never trained on (`obs`, `actions`, `rewards` of
+    t + horizon frames), when given."""
+    frames, actions = replay["obs"], replay["actions"]
+    result = {f"f_active_{index}": value for index, value in enumerate(transition_activity(model, frames, actions))}
+    result.update(imagined_return_spread(model, frames, actions, horizon, SPREAD_CANDIDATES, generator, dt, precision))
+    if held_out is not None:
+        context = frames.shape[1]
+        quality = open_loop_quality(
+            model, held_out["obs"], held_out["actions"], held_out["rewards"], context, mean_reward, precision
+        )
+        result.update({f"heldout_{name}": value for name, value in quality.items()})
+    return result
 
 
 @torch.no_grad()

@@ -32,12 +32,7 @@ from tqdm import tqdm
 
 from srvp import envs
 from srvp.agents.buffer import EpisodeBuffer
-from srvp.agents.diagnostics import (
-    SPREAD_WARNING,
-    imagined_return_spread,
-    open_loop_quality,
-    transition_activity,
-)
+from srvp.agents.diagnostics import SPREAD_WARNING, diagnose
 from srvp.agents.evaluation import (
     RETURNS_PLOT_NAME,
     ZeroPolicy,
@@ -77,8 +72,6 @@ OPEN_LOOP_NAME = "open_loop.png"
 DIAGNOSTIC_WINDOWS = 16
 """Windows of the replay buffer (posterior states) and of the evaluation episodes (open-loop predictions) that
 the diagnostics of every evaluation are measured on."""
-SPREAD_CANDIDATES = 64
-"""Random action sequences whose imagined returns give the spread diagnostic."""
 
 
 def stream_seed(seed: int, stream: int, index: int) -> int:
@@ -670,42 +663,25 @@ class ControlRun:
         against the model-free baselines on windows of the evaluation episodes (never trained on)."""
         cfg, loop = self.cfg, self.cfg.loop
         seed = stream_seed(int(cfg.seed), VIDEO_STREAM, 0)
-        context = max(int(loop.context_frames), 2)
-        windows = self.buffer.sample(DIAGNOSTIC_WINDOWS, context, generator=torch.Generator().manual_seed(seed))
-        frames, actions = windows["obs"].to(self.device), windows["actions"].to(self.device)
-        result = {
-            f"f_active_{index}": value for index, value in enumerate(transition_activity(self.model, frames, actions))
-        }
-        generator = torch.Generator(self.device).manual_seed(seed)
-        horizon = int(cfg.agent.horizon)
-        spread = imagined_return_spread(
+        context, horizon = max(int(loop.context_frames), 2), int(cfg.agent.horizon)
+        replay = self.buffer.sample(DIAGNOSTIC_WINDOWS, context, generator=torch.Generator().manual_seed(seed))
+        held_out = None
+        if episodes and min(len(episode.actions) for episode in episodes) + 1 >= context + horizon:
+            evaluation = EpisodeBuffer(self.buffer.obs_shape, self.action_dim)
+            for episode in episodes:
+                evaluation.add_episode(episode.frames, episode.actions, episode.rewards)
+            windows = evaluation.sample(DIAGNOSTIC_WINDOWS, context + horizon, torch.Generator().manual_seed(seed))
+            held_out = {name: windows[name].to(self.device) for name in ("obs", "actions", "rewards")}
+        return diagnose(
             self.model,
-            frames,
-            actions,
+            {name: replay[name].to(self.device) for name in ("obs", "actions")},
+            held_out,
             horizon,
-            SPREAD_CANDIDATES,
-            generator,
+            self.buffer.reward_mean,
+            torch.Generator(self.device).manual_seed(seed),
             parse_step(cfg.planning.dt),
             cfg.precision,
         )
-        result.update(spread)
-        held_out = EpisodeBuffer(self.buffer.obs_shape, self.action_dim)
-        for episode in episodes:
-            held_out.add_episode(episode.frames, episode.actions, episode.rewards)
-        length = context + horizon
-        if episodes and min(len(episode.actions) for episode in episodes) + 1 >= length:
-            windows = held_out.sample(DIAGNOSTIC_WINDOWS, length, generator=torch.Generator().manual_seed(seed))
-            quality = open_loop_quality(
-                self.model,
-                windows["obs"].to(self.device),
-                windows["actions"].to(self.device),
-                windows["rewards"].to(self.device),
-                context,
-                self.buffer.reward_mean,
-                cfg.precision,
-            )
-            result.update({f"heldout_{name}": value for name, value in quality.items()})
-        return result
 
     def close(self) -> None:
         self.logger.close()

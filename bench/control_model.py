@@ -25,7 +25,7 @@ import torch
 from omegaconf import OmegaConf
 
 from srvp.agents.buffer import EpisodeBuffer
-from srvp.agents.diagnostics import imagined_return_spread, open_loop_quality, transition_activity
+from srvp.agents.diagnostics import diagnose
 from srvp.agents.loop import RandomPolicy, make_env, run_episode, stream_seed, update_world_model
 from srvp.agents.world_model import build_world_model
 from srvp.common.optimisation import build_optimizer
@@ -76,19 +76,9 @@ def _number(value: str) -> Any:
 def measure(
     model: torch.nn.Module, train: dict, heldout: dict, context: int, mean_reward: float, horizon: int
 ) -> dict[str, float]:
-    """Every diagnostic at the current weights, on the fixed windows."""
-    generator = torch.Generator().manual_seed(0)
-    short = {name: value[:, :context] for name, value in train.items()}
-    result = {
-        f"f_active_{index}": value
-        for index, value in enumerate(transition_activity(model, short["obs"], short["actions"][:, : context - 1]))
-    }
-    result.update(
-        imagined_return_spread(model, short["obs"], short["actions"][:, : context - 1], horizon, 64, generator)
-    )
-    quality = open_loop_quality(model, heldout["obs"], heldout["actions"], heldout["rewards"], context, mean_reward)
-    result.update({f"heldout_{name}": value for name, value in quality.items()})
-    return result
+    """Every diagnostic at the current weights, on the fixed windows (the loop's own, `diagnose`)."""
+    replay = {"obs": train["obs"][:, :context], "actions": train["actions"][:, : context - 1]}
+    return diagnose(model, replay, heldout, horizon, mean_reward, torch.Generator().manual_seed(0))
 
 
 def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, train_buffer, heldout_buffer) -> list:
