@@ -1,4 +1,5 @@
-"""Planning with the SRVP world model: planners, MPC, replay buffer, the PlaNet-style control loop."""
+"""Planning with the SRVP world model: planners, MPC, the planning policy, replay buffer, the PlaNet-style control
+loop and its typed settings."""
 
 from srvp.common.extras import require_extra
 

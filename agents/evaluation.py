@@ -25,22 +25,6 @@ REFERENCE_NAMES = {"planet": "PlaNet", "dreamer": "Dreamer"}
 """How the reference methods of the env configs' `anchors` are written on the plot."""
 
 
-class ZeroPolicy:
-    """Always the action 0 (the middle of every action range): what doing nothing earns."""
-
-    def __init__(self, action_dim: int) -> None:
-        self.action = np.zeros(action_dim, dtype=np.float32)
-
-    def reset(self, frame: np.ndarray) -> None:
-        pass
-
-    def act(self) -> np.ndarray:
-        return self.action.copy()
-
-    def observe(self, action: np.ndarray, frame: np.ndarray) -> None:
-        pass
-
-
 def returns_ci(returns: Sequence[float]) -> dict[str, float]:
     """Mean, 95% confidence half-width and count of episode returns."""
     mean, half_width = mean_ci95(torch.tensor(list(returns), dtype=torch.float64))
@@ -91,6 +75,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 def plot_returns(
     path: Path,
+    *,
     history: list[dict[str, float]],
     baselines: dict[str, list[float]],
     anchors: dict[str, float],

@@ -1,10 +1,12 @@
 """PlaNet-style training of the action-conditioned SRVP from pixels, as importable functions.
 
-`train(cfg)` runs: `seed_episodes` episodes of uniform random actions, then `episodes` times
+`ControlRun` is one run, assembled from its parts (environment, world model, optimiser, replay buffer, planner
+factory, logger, typed settings); `ControlRun.from_config` builds them from srvp-control's config, and
+`train(cfg)` runs it: `seed_episodes` episodes of uniform random actions, then `episodes` times
 {`collect_interval` ELBO + reward updates on (batch_size, seq_len) windows of the replay buffer; one
-episode acting by latent planning (MPC) with Gaussian exploration noise; every `eval_every` episodes,
-noiseless evaluation episodes and videos}. After every episode the buffer is saved (incrementally) and a
-checkpoint written (atomically), so `train` on the same run directory continues exactly where it stopped.
+episode acting by latent planning (`PlanningPolicy`) with Gaussian exploration noise; every `eval_every`
+episodes, noiseless evaluation episodes and videos}. After every episode the buffer is saved (incrementally)
+and a checkpoint written (atomically), so `train` on the same run directory continues exactly where it stopped.
 
 Randomness, for exact resumption: each episode's environment seed, random actions and planner/noise
 generator derive from (seed, stream, episode index); buffer sampling uses its own torch.Generator and the
@@ -14,13 +16,15 @@ model's sampling the global RNGs, both saved in the checkpoint. Environment step
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import gymnasium
 import numpy as np
@@ -32,34 +36,26 @@ from tqdm import tqdm
 
 from srvp import envs
 from srvp.agents.buffer import EpisodeBuffer
+from srvp.agents.config import ControlConfig, control_settings
 from srvp.agents.diagnostics import SPREAD_WARNING, diagnose
 from srvp.agents.evaluation import (
     RETURNS_PLOT_NAME,
-    ZeroPolicy,
     load_or_compute_baselines,
     plot_returns,
     returns_ci,
     summary_rows,
     summary_table,
 )
-from srvp.agents.mpc import MPCController
-from srvp.agents.planner import SHIFT_FILLS, Planner
-from srvp.agents.world_model import (
-    EpisodeFilter,
-    LatentObjective,
-    build_world_model,
-    check_environment,
-    reward_targets,
-)
+from srvp.agents.planner import Planner
+from srvp.agents.policy import PlanningPolicy, Policy, RandomPolicy, ZeroPolicy
+from srvp.agents.world_model import build_world_model, check_environment, reward_targets
 from srvp.common.checkpoints import restore_training, save_checkpoint
-from srvp.common.configs import check_clip_length, check_required, config_changes, read_number, write_run_config
+from srvp.common.configs import check_clip_length, config_changes, write_run_config
 from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side, time_grid, write_image, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_optimizer, optimisation_step
 from srvp.common.runtime import StoppedEarly, StopRequest, autocast, resolve_device, restore_rng_state, seed_everything
 from srvp.worldmodel import SRVP, load_checkpoint
-from srvp.worldmodel.config import parse_step
-from srvp.worldmodel.config import substeps as euler_substeps
 
 TRAIN_STREAM, EVAL_STREAM, VIDEO_STREAM, SAMPLE_STREAM = 0, 1, 2, 3
 CHECKPOINT_NAME = "checkpoints/last.pt"
@@ -93,57 +89,6 @@ class Episode(NamedTuple):
     @property
     def total_reward(self) -> float:
         return float(self.rewards.sum())
-
-
-class Policy(Protocol):
-    """Chooses actions in [-1, 1] from the frames of the running episode."""
-
-    def reset(self, frame: np.ndarray) -> None: ...
-
-    def act(self) -> np.ndarray: ...
-
-    def observe(self, action: np.ndarray, frame: np.ndarray) -> None: ...
-
-
-class RandomPolicy:
-    """Uniform random actions in [-1, 1] (seed episodes and the untrained baseline)."""
-
-    def __init__(self, action_dim: int, rng: np.random.Generator) -> None:
-        self.action_dim, self.rng = action_dim, rng
-
-    def reset(self, frame: np.ndarray) -> None:
-        pass
-
-    def act(self) -> np.ndarray:
-        return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
-
-    def observe(self, action: np.ndarray, frame: np.ndarray) -> None:
-        pass
-
-
-def to_chw(frame: np.ndarray) -> torch.Tensor:
-    """Environment frame uint8 (h w c) -> the project's frame layout (c h w)."""
-    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))
-
-
-class PlanningPolicy:
-    """Latent MPC: filter y_t from the episode's frames, plan with the world model, act (plus noise)."""
-
-    def __init__(
-        self, controller: MPCController, episode_filter: EpisodeFilter, explore: bool, generator: torch.Generator
-    ) -> None:
-        self.controller, self.filter, self.explore, self.generator = controller, episode_filter, explore, generator
-
-    def reset(self, frame: np.ndarray) -> None:
-        self.controller.reset()
-        self.filter.reset(to_chw(frame))
-
-    def act(self) -> np.ndarray:
-        action = self.controller.act(self.filter.state(), explore=self.explore, generator=self.generator)
-        return action[0].float().cpu().numpy()
-
-    def observe(self, action: np.ndarray, frame: np.ndarray) -> None:
-        self.filter.step(torch.from_numpy(action), to_chw(frame))
 
 
 class Interrupted(Exception):
@@ -233,15 +178,16 @@ def update_world_model(
 def open_loop_prediction(
     model: SRVP,
     buffer: EpisodeBuffer,
+    *,
     context: int,
     length: int,
-    device: torch.device,
     precision: str,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truth and prediction (t c h w) for one buffer window: `context` observed frames, then imagined frames
-    from the real actions with prior-mean z; content w from the window's observed frames."""
+    """Truth and prediction (t c h w) for one buffer window of `length` frames: `context` observed frames, then
+    imagined frames from the real actions with prior-mean z; content w from the window's observed frames."""
     model.eval()
+    device = next(model.parameters()).device
     window = buffer.sample(1, length, generator=generator)
     frames, actions = window["obs"].to(device), window["actions"].to(device)
     with autocast(device, precision):
@@ -249,7 +195,7 @@ def open_loop_prediction(
     return frames[0], prediction[0, 0].float()
 
 
-@dataclass
+@dataclasses.dataclass
 class Progress:
     """Counters of a run, saved in its checkpoints."""
 
@@ -269,127 +215,145 @@ def configure_threads(threads: int | str) -> str:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         reason = "auto: the cores this process may use"
     else:
-        count = int(threads)
+        count = threads
         reason = f"threads={count}"
     torch.set_num_threads(count)
     return f"torch threads: {torch.get_num_threads()} ({reason})"
 
 
-def make_env(env_cfg: DictConfig, max_episode_steps: int | None) -> gymnasium.Env:
-    """The configured pixel environment, a dm_control task or (`kind: gym`, configs/env/gym.yaml) any gymnasium
-    environment, optionally with shorter episodes (smoke tests)."""
-    kwargs: dict[str, Any] = {"action_repeat": env_cfg.action_repeat, "size": env_cfg.size}
+def make_env(env_cfg: Mapping[str, Any], max_episode_steps: int | None) -> gymnasium.Env:
+    """The pixel environment of config node `env_cfg` (configs/env/), a dm_control task or (`kind: gym`,
+    configs/env/gym.yaml) any gymnasium environment, optionally with shorter episodes (smoke tests)."""
+    kwargs: dict[str, Any] = {"action_repeat": env_cfg["action_repeat"], "size": env_cfg["size"]}
     if max_episode_steps:
-        kwargs["max_episode_steps"] = int(max_episode_steps)
+        kwargs["max_episode_steps"] = max_episode_steps
     if env_cfg.get("kind", "dmc") == "gym":
-        gym_kwargs = None if env_cfg.make_kwargs is None else OmegaConf.to_container(env_cfg.make_kwargs, resolve=True)
+        make_kwargs = env_cfg["make_kwargs"]
         return envs.make_gym_env(
-            env_cfg.id,
-            pixels=env_cfg.pixels,
-            crop=env_cfg.crop,
-            max_sim_steps=env_cfg.max_sim_steps,
-            make_kwargs=gym_kwargs,
+            env_cfg["id"],
+            pixels=env_cfg["pixels"],
+            crop=env_cfg["crop"],
+            max_sim_steps=env_cfg["max_sim_steps"],
+            make_kwargs=None if make_kwargs is None else dict(make_kwargs),
             **kwargs,
         )
-    return envs.make_env(env_cfg.name, camera_id=env_cfg.camera_id, **kwargs)
+    return envs.make_env(env_cfg["name"], camera_id=env_cfg["camera_id"], **kwargs)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """One-line errors, naming the key, for loop and planning settings that cannot work (before any episode)."""
-    check_required(cfg)
-    for name in ("seed_episodes", "collect_interval", "batch_size", "eval_every", "context_frames", "video_frames"):
-        read_number(cfg, f"loop.{name}", int, minimum=1)
-    for name in ("episodes", "eval_episodes"):
-        read_number(cfg, f"loop.{name}", int, minimum=0)
-    for name in ("max_episode_steps", "buffer_capacity"):
-        if cfg.loop[name] is not None:
-            read_number(cfg, f"loop.{name}", int, minimum=1)
-    check_clip_length(cfg, "loop.seq_len", "world_model")
-    read_number(cfg, "loop.exploration_noise", float, minimum=0)
-    if cfg.grad_clip is not None:
-        read_number(cfg, "grad_clip", float, minimum=0)
-    if cfg.planning.warm_start_fill not in SHIFT_FILLS:
-        raise ValueError(f"planning.warm_start_fill={cfg.planning.warm_start_fill!r}: expected one of {SHIFT_FILLS}")
-    if not isinstance(cfg.planning.compile, bool | str):
-        raise ValueError(f"planning.compile={cfg.planning.compile!r}: expected true, false or a torch.compile mode")
-    if cfg.threads != "auto":
-        read_number(cfg, "threads", int, minimum=1)
-    read_number(cfg, "seed", int, minimum=0)
-
-
-def build_planner(agent: DictConfig, action_dim: int) -> Planner:
-    """The planner of config node `agent`, with a bad value reported in one line naming the agent."""
+def build_planner(agent: Mapping[str, Any], action_dim: int) -> Planner:
+    """The planner of config node `agent` (a hydra `_target_`), with a bad value reported in one line naming
+    the agent."""
     try:
         return instantiate(agent, action_dim=action_dim)
     except InstantiationException as error:
         cause = error.__cause__ or error
-        raise ValueError(f"agent ({agent._target_}): {str(cause).splitlines()[0]}") from None
+        raise ValueError(f"agent ({agent['_target_']}): {str(cause).splitlines()[0]}") from None
 
 
 class ControlRun:
-    """Everything one training run holds: env, model, optimiser, buffer, planner, logger and counters."""
+    """One training run of the loop, assembled from its parts: the environment, the world model and its
+    optimiser, the replay buffer, a factory of planners (one per episode), the logger, and the typed settings.
 
-    def __init__(self, cfg: DictConfig) -> None:
-        check_config(cfg)
-        self.cfg = cfg
-        self.run_dir = Path(cfg.run_dir)
-        self.device = resolve_device(cfg.device)
-        threads = configure_threads(cfg.threads)
-        seed_everything(int(cfg.seed))
-        self.env = make_env(cfg.env, cfg.loop.max_episode_steps)
-        print(f"{threads}; rendering: MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}")  # as the env chose it
-        self.eval_seeds = [
-            stream_seed(int(cfg.seed), EVAL_STREAM, index) for index in range(int(cfg.loop.eval_episodes))
-        ]
+    The constructor checks that the parts fit each other and the settings (frame shapes, window lengths, the
+    filter's context) and touches no file; `resume` continues the run saved in `settings.run_dir`, `run` trains.
+    `ControlRun.from_config` builds all of it from srvp-control's config.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: gymnasium.Env,
+        model: SRVP,
+        optimizer: torch.optim.Optimizer,
+        buffer: EpisodeBuffer,
+        planner_factory: Callable[[], Planner],
+        logger: RunLogger,
+        settings: ControlConfig,
+    ) -> None:
+        self.env, self.model, self.optimizer, self.buffer = env, model, optimizer, buffer
+        self.planner_factory, self.logger, self.settings = planner_factory, logger, settings
+        self.loop, self.planning = settings.loop, settings.planning
+        self.run_dir = Path(settings.run_dir)
+        self.device = next(model.parameters()).device
+        self.action_dim = int(env.action_space.shape[0])
+        check_environment(
+            env.observation_space.shape,
+            episode_frames=envs.max_episode_frames(env),
+            channels=model.config.channels,
+            seq_len=self.loop.seq_len,
+        )
+        check_clip_length("loop.seq_len", self.loop.seq_len, model.config, "world_model")
+        if self.loop.context_frames < model.config.y1_frames:
+            raise ValueError(
+                f"loop.context_frames={self.loop.context_frames}: the filter window needs at least "
+                f"world_model.y1_frames={model.config.y1_frames} frames"
+            )
+        self.horizon = planner_factory().horizon  # builds one planner now: a bad agent value fails here
+        self.eval_seeds = [stream_seed(settings.seed, EVAL_STREAM, index) for index in range(self.loop.eval_episodes)]
         self.eval_history: list[dict[str, Any]] = []
         """One entry per evaluation: env_steps, mean, ci95, episodes and the per-seed returns."""
         self.baselines: dict[str, list[float]] = {}
-        self.action_dim = int(self.env.action_space.shape[0])
-        model_cfg = OmegaConf.to_container(cfg.world_model, resolve=True)
-        self.model = build_world_model(model_cfg, self.action_dim).to(self.device)
-        check_environment(
-            self.env.observation_space.shape,
-            envs.max_episode_frames(self.env),
-            self.model.config.channels,
-            int(cfg.loop.seq_len),
-        )
-        self.optimizer = build_optimizer(cfg.optimizer, self.model, self.device, fused=True)
-        obs_shape = (self.model.config.channels, int(cfg.env.size), int(cfg.env.size))
-        self.buffer = EpisodeBuffer(obs_shape, self.action_dim, cfg.loop.buffer_capacity)
-        self.sample_generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), SAMPLE_STREAM, 0))
+        self.sample_generator = torch.Generator().manual_seed(stream_seed(settings.seed, SAMPLE_STREAM, 0))
         self.progress = Progress()
         self.stop: StopRequest | None = None
-        # Every value is checked before the first episode: the planner once, and the imagination step.
-        build_planner(cfg.agent, self.action_dim)
-        euler_substeps(parse_step(cfg.planning.dt))
-        resume_step, changes = self._resume() if cfg.resume else (None, [])
-        self.logger = RunLogger(self.run_dir, enabled=cfg.logger.enabled, resume_step=resume_step)
-        kept = write_run_config(self.run_dir, OmegaConf.to_yaml(cfg, resolve=True), resume_step, changes)
-        if changes:
-            before = f"; the settings before it are in {kept.name}" if kept else ""
-            print(
-                f"settings changed from environment step {resume_step} on (config.yaml{before}): " + "; ".join(changes)
-            )
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> ControlRun:
+        """The run srvp-control's composed config `cfg` describes, every value checked first: seeded, its parts
+        built, resumed from its run directory when that holds a checkpoint (and `resume` is on), and its
+        config.yaml written."""
+        settings = control_settings(cfg)
+        device = resolve_device(settings.device)
+        threads = configure_threads(settings.threads)
+        seed_everything(settings.seed)
+        env = make_env(settings.env, settings.loop.max_episode_steps)
+        print(f"{threads}; rendering: MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}")  # as the env chose it
+        action_dim = int(env.action_space.shape[0])
+        model = build_world_model(OmegaConf.to_container(cfg.world_model, resolve=True), action_dim).to(device)
+        height, width = env.observation_space.shape[:2]
+        run = cls(
+            env=env,
+            model=model,
+            optimizer=build_optimizer(settings.optimizer, model, device=device, fused=True),
+            buffer=EpisodeBuffer((model.config.channels, height, width), action_dim, settings.loop.buffer_capacity),
+            planner_factory=functools.partial(build_planner, settings.agent, action_dim),
+            logger=RunLogger(settings.run_dir, enabled=settings.logger.enabled),
+            settings=settings,
+        )
+        resumed_step, changes = run.resume() if settings.resume else (None, [])
+        write_run_config(run.run_dir, OmegaConf.to_yaml(run.config), resumed_step, changes, "environment step")
+        return run
+
+    @property
+    def env_name(self) -> str:
+        """The environment's name in titles (its config's `name`)."""
+        return str(self.settings.env.get("name", "environment"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings as plain data: what checkpoints and config.yaml hold, and what a resumed run compares."""
+        return dataclasses.asdict(self.settings)
 
     # ------------------------------------------------------------------ persistence
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
 
-    def _resume(self) -> tuple[int | None, list[str]]:
-        """Load the run directory's last checkpoint and buffer, if any; returns the env step resumed at and the
-        settings this command changes ('key: old -> new'). Another environment or world model is refused: the
-        replay buffer and the weights belong to the saved ones."""
+    def resume(self) -> tuple[int | None, list[str]]:
+        """Continue the run saved in the run directory, if any: weights, optimiser, replay buffer, counters,
+        evaluations and random states from its last checkpoint; the logs after it are dropped (they are redone).
+        Returns the environment step resumed at (None: nothing to resume) and the settings this run changes
+        ('key: old -> new'). Another environment or world model is refused: the buffer and the weights belong
+        to the saved ones."""
         if not self.checkpoint_path.exists():
             return None, []
         payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        saved_config = payload["config"]
-        current = OmegaConf.to_container(self.cfg, resolve=True)
+        saved_config, current = payload["config"], self.config
         other_env = config_changes({"env": saved_config.get("env", {})}, {"env": current["env"]})
         if other_env:
             raise ValueError(
                 f"{self.run_dir} holds a run of env {saved_config.get('env', {}).get('name')}, not "
-                f"{current['env']['name']} ({'; '.join(other_env)}): resume with the same env or "
+                f"{current['env'].get('name')} ({'; '.join(other_env)}): resume with the same env or "
                 "choose another run_dir"
             )
         restore_training(payload, self.checkpoint_path, self.model, self.optimizer)
@@ -404,13 +368,16 @@ class ControlRun:
         self.sample_generator.set_state(extra["sample_generator"])
         self.eval_history = list(extra.get("eval_history", []))
         restore_rng_state(payload["rng"])
-        return self.progress.env_steps, config_changes(saved_config, current, ignore=("run_dir", "resume"))
+        self.logger.rewind(self.progress.env_steps)
+        # agent.action_dim comes from the environment; configs saved before it left the YAML hold it as '???'.
+        ignored = ("run_dir", "resume", "agent.action_dim")
+        return self.progress.env_steps, config_changes(saved_config, current, ignore=ignored)
 
     def save(self) -> None:
         """Buffer (new episodes only), then the checkpoint that refers to it."""
         self.buffer.save(self.run_dir / BUFFER_DIR)
         extra = {
-            "progress": asdict(self.progress),
+            "progress": dataclasses.asdict(self.progress),
             "buffer_episodes": self.buffer.num_episodes,
             "sample_generator": self.sample_generator.get_state(),
             "eval_history": self.eval_history,
@@ -419,36 +386,25 @@ class ControlRun:
             self.checkpoint_path,
             self.model,
             self.progress.updates,
-            config=OmegaConf.to_container(self.cfg, resolve=True),
+            config=self.config,
             optimizer=self.optimizer,
             extra=extra,
         )
 
     # ------------------------------------------------------------------ acting
     def planning_policy(self, stream: int, index: int, explore: bool) -> PlanningPolicy:
-        """MPC policy with its own generator for episode `index` of `stream`."""
-        cfg = self.cfg
-        generator = torch.Generator(self.device).manual_seed(stream_seed(int(cfg.seed), stream, index))
-        objective = LatentObjective(
+        """The agent for episode `index` of `stream`, with its own generator; exploring adds the loop's noise."""
+        generator = torch.Generator(self.device).manual_seed(stream_seed(self.settings.seed, stream, index))
+        return PlanningPolicy(
             self.model,
-            dt=parse_step(cfg.planning.dt),
-            prior_mean=bool(cfg.planning.prior_mean),
+            self.planner_factory(),
+            context_frames=self.loop.context_frames,
+            planning=self.planning,
+            exploration_noise=self.loop.exploration_noise if explore else 0.0,
             device=self.device,
-            precision=cfg.precision,
-            compile=cfg.planning.compile,
+            precision=self.settings.precision,
             generator=generator,
         )
-        planner = build_planner(cfg.agent, self.action_dim)
-        controller = MPCController(
-            planner,
-            objective,
-            exploration_noise=float(cfg.loop.exploration_noise),
-            warm_start=bool(cfg.planning.warm_start),
-            warm_start_fill=cfg.planning.warm_start_fill,
-            device=self.device,
-        )
-        episode_filter = EpisodeFilter(self.model, int(cfg.loop.context_frames), self.device, cfg.precision)
-        return PlanningPolicy(controller, episode_filter, explore, generator)
 
     def add_episode(self, episode: Episode) -> None:
         self.buffer.add_episode(episode.frames, episode.actions, episode.rewards)
@@ -466,16 +422,12 @@ class ControlRun:
     def policy_baselines(self) -> dict[str, list[float]]:
         """Returns of the random and zero-action policies on the evaluation seeds, cached in the run directory
         (computed once per environment, episode length and seed set)."""
-        key = {
-            "env": OmegaConf.to_container(self.cfg.env, resolve=True),
-            "max_episode_steps": self.cfg.loop.max_episode_steps,
-            "seeds": self.eval_seeds,
-        }
+        key = {"env": self.config["env"], "max_episode_steps": self.loop.max_episode_steps, "seeds": self.eval_seeds}
 
         def policy(name: str, index: int) -> Policy:
             if name == "zero":
                 return ZeroPolicy(self.action_dim)
-            return RandomPolicy(self.action_dim, np.random.default_rng([int(self.cfg.seed), EVAL_STREAM, index]))
+            return RandomPolicy(self.action_dim, np.random.default_rng([self.settings.seed, EVAL_STREAM, index]))
 
         def returns(name: str) -> list[float]:
             return [
@@ -526,11 +478,11 @@ class ControlRun:
                 ) from None
 
     def _run(self) -> dict[str, float]:
-        loop, seed = self.cfg.loop, int(self.cfg.seed)
+        loop, seed = self.loop, self.settings.seed
         summary: dict[str, float] = {}
         if self.eval_seeds:
             self.baselines = self.policy_baselines()
-        while self.progress.train_episodes < int(loop.seed_episodes):
+        while self.progress.train_episodes < loop.seed_episodes:
             index = self.progress.train_episodes
             start = time.perf_counter()
             policy = RandomPolicy(self.action_dim, np.random.default_rng([seed, TRAIN_STREAM, index]))
@@ -539,7 +491,7 @@ class ControlRun:
             self.log_episode("train", [episode], time.perf_counter() - start)
             summary["seed_return"] = episode.total_reward
             self.save()
-        total = int(loop.seed_episodes) + int(loop.episodes)
+        total = loop.seed_episodes + loop.episodes
         bar = tqdm(total=total, initial=self.progress.train_episodes, desc="episodes", dynamic_ncols=True)
         while self.progress.train_episodes < total:
             summary.update(self.iteration())
@@ -559,7 +511,7 @@ class ControlRun:
         last = self.eval_history[-1]
         rows = summary_rows(last["returns"], self.baselines)
         title = (
-            f"srvp-control {self.cfg.env.name}: evaluation return after {last['env_steps']} environment steps "
+            f"srvp-control {self.env_name}: evaluation return after {last['env_steps']} environment steps "
             f"({self.progress.train_episodes} training episodes, {self.progress.updates} updates), "
             f"{len(last['returns'])} fixed evaluation seeds"
         )
@@ -572,22 +524,22 @@ class ControlRun:
 
     def iteration(self) -> dict[str, float]:
         """C updates, one exploring planning episode, maybe an evaluation, then a checkpoint."""
-        cfg, loop = self.cfg, self.cfg.loop
+        loop = self.loop
         start = time.perf_counter()
         losses = update_world_model(
             self.model,
             self.optimizer,
             self.buffer,
-            updates=int(loop.collect_interval),
-            batch_size=int(loop.batch_size),
-            seq_len=int(loop.seq_len),
+            updates=loop.collect_interval,
+            batch_size=loop.batch_size,
+            seq_len=loop.seq_len,
             generator=self.sample_generator,
             device=self.device,
-            precision=cfg.precision,
-            grad_clip=cfg.grad_clip,
+            precision=self.settings.precision,
+            grad_clip=self.settings.grad_clip,
             stop=self.stop,
         )
-        self.progress.updates += int(loop.collect_interval)
+        self.progress.updates += loop.collect_interval
         update_seconds = time.perf_counter() - start
         self.model.eval()
         index = self.progress.train_episodes
@@ -595,23 +547,23 @@ class ControlRun:
         episode = run_episode(
             self.env,
             self.planning_policy(TRAIN_STREAM, index, explore=True),
-            stream_seed(int(cfg.seed), TRAIN_STREAM, index),
+            stream_seed(self.settings.seed, TRAIN_STREAM, index),
             self.stop,
         )
         self.add_episode(episode)
         step = self.progress.env_steps
         self.logger.scalars(step, "losses", losses)
-        self.logger.scalars(step, "time", {"updates_per_s": int(loop.collect_interval) / update_seconds})
+        self.logger.scalars(step, "time", {"updates_per_s": loop.collect_interval / update_seconds})
         self.log_episode("train", [episode], time.perf_counter() - start)
         summary = {"train_return": episode.total_reward, **losses}
-        if (index - int(loop.seed_episodes) + 1) % int(loop.eval_every) == 0:
+        if (index - loop.seed_episodes + 1) % loop.eval_every == 0:
             summary.update(self.evaluate_and_log())
         self.save()
         return summary
 
     def evaluate_and_log(self) -> dict[str, float]:
         """Evaluation returns, the first evaluation episode's video and an open-loop prediction video."""
-        loop, step = self.cfg.loop, self.progress.env_steps
+        loop, step = self.loop, self.progress.env_steps
         summary: dict[str, float] = {}
         episodes: list[Episode] = []
         if self.eval_seeds:
@@ -631,10 +583,10 @@ class ControlRun:
             )
             plot_returns(
                 self.run_dir / RETURNS_PLOT_NAME,
-                self.eval_history,
-                self.baselines,
-                dict(self.cfg.env.get("anchors") or {}),
-                f"{self.cfg.env.name}: evaluation return on {len(returns)} fixed seeds",
+                history=self.eval_history,
+                baselines=self.baselines,
+                anchors=dict(self.settings.env.get("anchors") or {}),
+                title=f"{self.env_name}: evaluation return on {len(returns)} fixed seeds",
             )
             summary["eval_return"] = stats["mean"]
         diagnostics = self.diagnose(episodes)
@@ -645,12 +597,17 @@ class ControlRun:
                 f"{100 * diagnostics['return_spread']:.3g}% of their size: the world model ignores the actions "
                 "and the planner is choosing (almost) at random"
             )
-        length = min(int(loop.video_frames), int(loop.seq_len))
-        if length > int(loop.context_frames):
-            generator = torch.Generator().manual_seed(stream_seed(int(self.cfg.seed), VIDEO_STREAM, step % 2**31))
-            context = int(loop.context_frames)
+        length = min(loop.video_frames, loop.seq_len)
+        if length > loop.context_frames:
+            generator = torch.Generator().manual_seed(stream_seed(self.settings.seed, VIDEO_STREAM, step % 2**31))
+            context = loop.context_frames
             truth, prediction = open_loop_prediction(
-                self.model, self.buffer, context, length, self.device, self.cfg.precision, generator
+                self.model,
+                self.buffer,
+                context=context,
+                length=length,
+                precision=self.settings.precision,
+                generator=generator,
             )
             self.logger.video(step, "open_loop/truth_vs_prediction", side_by_side([truth, prediction], context))
             write_image(self.run_dir / OPEN_LOOP_NAME, time_grid([truth, prediction], context))
@@ -661,9 +618,8 @@ class ControlRun:
         """What tells a dead world model from a learning one (`srvp.agents.diagnostics`): activity of f and the
         spread of imagined returns on posterior states of replay windows, and open-loop prediction quality
         against the model-free baselines on windows of the evaluation episodes (never trained on)."""
-        cfg, loop = self.cfg, self.cfg.loop
-        seed = stream_seed(int(cfg.seed), VIDEO_STREAM, 0)
-        context, horizon = max(int(loop.context_frames), 2), int(cfg.agent.horizon)
+        seed = stream_seed(self.settings.seed, VIDEO_STREAM, 0)
+        context, horizon = max(self.loop.context_frames, 2), self.horizon
         replay = self.buffer.sample(DIAGNOSTIC_WINDOWS, context, generator=torch.Generator().manual_seed(seed))
         held_out = None
         if episodes and min(len(episode.actions) for episode in episodes) + 1 >= context + horizon:
@@ -676,11 +632,11 @@ class ControlRun:
             self.model,
             {name: replay[name].to(self.device) for name in ("obs", "actions")},
             held_out,
-            horizon,
-            self.buffer.reward_mean,
-            torch.Generator(self.device).manual_seed(seed),
-            parse_step(cfg.planning.dt),
-            cfg.precision,
+            horizon=horizon,
+            mean_reward=self.buffer.reward_mean,
+            generator=torch.Generator(self.device).manual_seed(seed),
+            dt=self.planning.step,
+            precision=self.settings.precision,
         )
 
     def close(self) -> None:
@@ -690,7 +646,7 @@ class ControlRun:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run (or resume) the control training described by `cfg`; returns the last returns and losses."""
-    run = ControlRun(cfg)
+    run = ControlRun.from_config(cfg)
     try:
         return run.run()
     finally:

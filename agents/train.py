@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from srvp.agents.loop import train
-from srvp.common.configs import check_overlay, check_required
+from srvp.common.configs import check_overlay, run_hydra_main
 from srvp.common.files import check_output_arguments
 from srvp.common.runtime import StoppedEarly
 
@@ -27,7 +27,6 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.run_dir = HydraConfig.get().runtime.output_dir
     try:
         check_overlay(cfg, "srvp-control")
-        check_required(cfg)
         summary = train(cfg)
     except StoppedEarly as stopped:
         print(f"srvp-control: {stopped}", file=sys.stderr)
@@ -41,7 +40,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point: an unusable output folder is refused before hydra creates it."""
     check_output_arguments(sys.argv[1:], ("hydra.run.dir", "run_dir"), "srvp-control")
-    _hydra_main()
+    run_hydra_main("srvp-control", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,8 @@ def require_extra(extra: str, part: str, modules: tuple[str, ...] | None = None)
     missing = [module for module in modules or EXTRAS[extra] if not _installed(module)]
     if missing:
         raise ImportError(f"{part} needs {', '.join(missing)}: pip install 'srvp[{extra}]'")
+
+
+def installed(extra: str) -> bool:
+    """Whether every package of `extra` is installed (checked without importing them)."""
+    return all(_installed(module) for module in EXTRAS[extra])

@@ -18,24 +18,39 @@ from srvp.common.files import atomic_write
 class RunLogger:
     """Writes `prefix/name` scalars to TensorBoard and one JSON line per logged step to metrics.jsonl.
 
-    On resume, lines of steps after the checkpoint are dropped so the file matches the resumed run.
+    On resume (`resume_step`, or `rewind` before the first write), the lines of steps after the checkpoint are
+    dropped and TensorBoard hides its events after that step, so the logs match the resumed run. The TensorBoard
+    files are opened at the first write.
     """
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, *, enabled: bool = True, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self._writer: SummaryWriter | None = None
+        self._purge_step: int | None = None
         if resume_step is not None:
-            self._truncate_after(resume_step)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step) if enabled else None
+            self.rewind(resume_step)
 
-    def _truncate_after(self, step: int) -> None:
+    def rewind(self, step: int) -> None:
+        """Drop what was logged after `step` (a resumed run logs it again from there)."""
+        if self._writer is not None:
+            raise RuntimeError("RunLogger.rewind must come before the first write")
+        self._purge_step = step
         if not self.metrics_path.exists():
             return
         kept = [
             line for line in self.metrics_path.read_text().splitlines() if line and json.loads(line)["step"] <= step
         ]
         atomic_write(self.metrics_path, lambda file: file.write("".join(f"{line}\n" for line in kept).encode()))
+
+    @property
+    def writer(self) -> SummaryWriter | None:
+        """The TensorBoard writer (opened now if it was not yet), or None when TensorBoard is off."""
+        if self.enabled and self._writer is None:
+            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self._purge_step)
+        return self._writer
 
     def scalars(self, step: int, prefix: str, values: dict[str, float]) -> None:
         """Log `values` under `prefix/` at `step`."""
@@ -63,5 +78,5 @@ class RunLogger:
             self.writer.add_hparams(params, {f"hparams/{k}": v for k, v in metrics.items()}, run_name="hparams")
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.close()

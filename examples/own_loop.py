@@ -15,11 +15,11 @@ What it shows, with the public API only:
 1. `srvp.agents.world_model.build_world_model` makes the action-conditioned SRVP with a reward head;
 2. `srvp.common.optimisation.optimisation_step` trains it on random windows of the arrays (ELBO + reward loss),
    printing the loss as it decreases;
-3. `srvp.agents.world_model.EpisodeFilter` infers the current latent state y_t from the last frames and actions of a
-   sequence (here the first `--context` frames of the last one), as an agent would while acting;
-4. `srvp.agents.planner.CEMPlanner` searches action sequences in imagination, scored by
-   `srvp.agents.world_model.LatentObjective` (the reward head summed over an imagined rollout), and the first
-   planned action is printed, in [-1, 1] and of size A.
+3. `srvp.agents.policy.PlanningPolicy`, the agent of srvp-control, follows a sequence frame by frame (here the
+   first `--context` frames of the last one, with `reset` and `observe`), as it would while acting: it infers
+   the current latent state y_t from the last frames and actions;
+4. its `act` searches action sequences in imagination with `srvp.agents.planner.CEMPlanner`, scored by the reward
+   head summed over an imagined rollout, and the first planned action is printed, in [-1, 1] and of size A.
 
     python examples/own_loop.py                                    # synthetic data, about 90 s on one CPU core
     python examples/own_loop.py --data episodes.npz --steps 20000 --filters 32 --device cuda
@@ -39,7 +39,8 @@ import torch
 from einops import rearrange
 
 from srvp.agents.planner import CEMPlanner
-from srvp.agents.world_model import EpisodeFilter, LatentObjective, build_world_model, reward_targets
+from srvp.agents.policy import PlanningPolicy
+from srvp.agents.world_model import build_world_model, reward_targets
 from srvp.common.optimisation import optimisation_step
 from srvp.common.runtime import resolve_device, seed_everything
 
@@ -180,22 +181,22 @@ def run(args: argparse.Namespace) -> None:
     first, last = np.mean(losses[: args.log_every]), np.mean(losses[-args.log_every :])
     print(f"loss: {first:.1f} -> {last:.1f} (means of the first and last {args.log_every} steps)")
 
-    # Act as an agent would: the state y_t of the latest frame, filtered from the last frames and actions.
+    # Act as an agent would: follow the last sequence frame by frame (uint8 h w c, the environment's layout),
+    # then plan from the state y_t of its latest frame, filtered from the last frames and actions.
     model.eval()
-    seen = torch.from_numpy(rearrange(frames[-1, : args.context], "t h w c -> t c h w"))
-    episode_filter = EpisodeFilter(model, args.context, device)
-    episode_filter.reset(seen[0])
-    for t in range(1, args.context):
-        episode_filter.step(torch.from_numpy(actions[-1, t - 1]), seen[t])
-    state = episode_filter.state()  # (1, y_dim)
-
-    planner = CEMPlanner(action_dim, args.horizon, args.candidates, args.top_k, args.iterations)
-    objective = LatentObjective(model, device=device)
+    planner = CEMPlanner(
+        action_dim, horizon=args.horizon, candidates=args.candidates, top_k=args.top_k, iterations=args.iterations
+    )
     generator = torch.Generator(device).manual_seed(args.seed)
-    plan = planner.plan(objective(state), generator=generator, device=device)  # (1, horizon, action_dim)
-    predicted = objective.returns(state, plan[:, None])[0, 0].item()
-    idle = objective.returns(state, torch.zeros_like(plan)[:, None])[0, 0].item()
-    print(f"planned action: {np.array2string(plan[0, 0].cpu().numpy(), precision=3, separator=', ')}")
+    policy = PlanningPolicy(model, planner, context_frames=args.context, generator=generator)
+    policy.reset(frames[-1, 0])
+    for t in range(1, args.context):
+        policy.observe(actions[-1, t - 1], frames[-1, t])
+    action = policy.act()  # (action_dim,) in [-1, 1]
+    state, plan = policy.filter.state(), policy.plan  # (1, y_dim), (1, horizon, action_dim)
+    predicted = policy.objective.returns(state, plan[:, None])[0, 0].item()
+    idle = policy.objective.returns(state, torch.zeros_like(plan)[:, None])[0, 0].item()
+    print(f"planned action: {np.array2string(action, precision=3, separator=', ')}")
     print(f"predicted return of the plan {predicted:.3f}, of doing nothing {idle:.3f}")
     if not args.data:
         ys, xs = np.nonzero(frames[-1, args.context - 1, :, :, 0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from srvp import configs
+from srvp.common.settings import RunConfig
+from srvp.video_pred.config import TrainConfig, TrainerConfig, check_train_config
 from srvp.worldmodel import SRVP, SRVPConfig
 
 CONFIG_ROOT = Path(configs.__file__).parent
@@ -58,17 +61,18 @@ def test_dataset_overlay_sets_the_paper_hyper_parameters(name):
     assert model.f_gain == (1.2 if name in ("kth", "human36m") else 1.41)
     assert (cfg.trainer.batch_size, cfg.trainer.steps, cfg.trainer.lr_decay_steps) == (batch, steps, decay)
     assert (cfg.dataset.train_length, cfg.dataset.cond_frames, cfg.dataset.pred_frames) == (train_length, cond, pred)
-    assert cfg.trainer.optimizer.lr == 3e-4 and list(cfg.trainer.optimizer.betas) == [0.9, 0.999]
+    assert cfg.optimizer.lr == 3e-4 and list(cfg.optimizer.betas) == [0.9, 0.999] and cfg.grad_clip is None
 
 
 @pytest.mark.parametrize("name", DATASETS)
 @pytest.mark.parametrize("overlay", ["debug=tiny", "experiment=cpu_mmnist"])
 def test_every_dataset_and_overlay_instantiates_model_and_optimizer(name, overlay):
     cfg = compose_train(*dataset_overrides(name), overlay)
+    check_train_config(cfg)
     model = SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)))
-    optimizer = instantiate(cfg.trainer.optimizer)(model.parameters())
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
     assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.defaults["lr"] == cfg.trainer.optimizer.lr
+    assert optimizer.defaults["lr"] == cfg.optimizer.lr
 
 
 @pytest.mark.parametrize(
@@ -87,6 +91,19 @@ def test_variants_are_config_values(overrides):
     frames = torch.rand(2, 6, 1, 64, 64)
     actions = torch.rand(2, 5, 3) if cfg.model.action_dim else None
     assert torch.isfinite(model.elbo(frames, actions).loss)
+
+
+def test_both_entry_points_share_the_run_settings_at_the_top_level():
+    """srvp-train and srvp-control read the same keys for the same things: the run folder, seeding, device,
+    precision, the optimiser and gradient clipping; the trainer's YAML holds no value of its own."""
+    train = compose_train()
+    control = compose("control", overrides=["run_dir=unused"])
+    shared = {item.name for item in dataclasses.fields(RunConfig)}
+    assert shared <= set(train) and shared <= set(control)
+    assert set(train) == {item.name for item in dataclasses.fields(TrainConfig)}
+    assert "optimizer" not in train.trainer and (train.grad_clip, control.grad_clip) == (None, 1000.0)
+    assert OmegaConf.to_object(train.trainer) == TrainerConfig(batch_size=128, steps=1_000_000, lr_decay_steps=100_000)
+    assert OmegaConf.load(CONFIG_ROOT / "trainer" / "default.yaml") == {}
 
 
 def test_schema_rejects_a_wrong_type():

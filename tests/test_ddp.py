@@ -85,9 +85,9 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
         trainer.load(resume_from)
     batches = training_loader(
         IndexedClips(),
-        per_rank_batch(GLOBAL_BATCH, WORLD_SIZE),
-        trainer.step,
-        0,
+        batch_size=per_rank_batch(GLOBAL_BATCH, WORLD_SIZE),
+        start_step=trainer.step,
+        num_workers=0,
         seed=0,
         rank=rank,
         world_size=WORLD_SIZE,
@@ -96,7 +96,7 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
         batches = terminated_at(batches, sigterm_rank1_at)
     logger = RunLogger(run_dir, enabled=False) if context.is_main else None
     preview = torch.stack([IndexedClips()[index] for index in range(2)])
-    trainer.fit(batches, preview, None, logger)
+    trainer.fit(batches, preview_clips=preview, val_clips=None, logger=logger)
     weights = {"built": built, "initial": initial, "final": flat_weights(trainer.model), "step": trainer.step}
     torch.save(weights, Path(run_dir) / f"rank{rank}.pt")
     teardown(context)

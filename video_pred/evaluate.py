@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from srvp.common.configs import run_hydra_main
 from srvp.common.files import atomic_write, check_no_earlier_results, check_output_arguments
 from srvp.common.runtime import resolve_device
 from srvp.video_pred import data
@@ -280,7 +281,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point: an unusable output folder is refused before hydra creates it."""
     check_output_arguments(sys.argv[1:], ("hydra.run.dir", "hydra.sweep.dir", "out_dir"), "srvp-eval")
-    _hydra_main()
+    run_hydra_main("srvp-eval", _hydra_main)
 
 
 if __name__ == "__main__":

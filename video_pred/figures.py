@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from srvp.common.configs import run_hydra_main
 from srvp.common.files import check_no_earlier_results, check_output_arguments
 from srvp.common.media import side_by_side, time_grid, write_image, write_video
 from srvp.common.runtime import resolve_device
@@ -246,7 +247,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point: an unusable output folder is refused before hydra creates it."""
     check_output_arguments(sys.argv[1:], ("hydra.run.dir", "out_dir"), "srvp-figures")
-    _hydra_main()
+    run_hydra_main("srvp-figures", _hydra_main)
 
 
 if __name__ == "__main__":

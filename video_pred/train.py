@@ -16,16 +16,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from srvp.common.configs import check_overlay, write_run_config
+from srvp.common.configs import check_overlay, run_hydra_main, write_run_config
 from srvp.common.files import check_output_arguments
 from srvp.common.logger import RunLogger
 from srvp.common.runtime import StoppedEarly, seed_everything
 from srvp.video_pred.baselines import mean_training_frame
+from srvp.video_pred.config import MOVED_KEYS, check_train_config
 from srvp.video_pred.data import build_dataset
 from srvp.video_pred.data.stream import training_loader
 from srvp.video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
 from srvp.video_pred.evaluate import eval_defaults, evaluate, results_table
-from srvp.video_pred.trainer import Trainer, check_budget, final_preview, first_clips
+from srvp.video_pred.trainer import Trainer, final_preview, first_clips
 
 
 def train(cfg: DictConfig, dist: DistributedContext | None = None) -> Path:
@@ -34,9 +35,9 @@ def train(cfg: DictConfig, dist: DistributedContext | None = None) -> Path:
     Under torchrun (`dist` from the environment) every rank runs this; `trainer.batch_size` is the global
     batch, split evenly between ranks, and rank 0 alone writes the run directory.
     """
-    check_budget(cfg)
+    check_train_config(cfg)
     dist = dist or context_from_env()
-    rank_batch = per_rank_batch(int(cfg.trainer.batch_size), dist.world_size)
+    rank_batch = per_rank_batch(cfg.trainer.batch_size, dist.world_size)
     device = setup(cfg.device, dist)
     try:
         return _train_rank(cfg, dist, device, rank_batch)
@@ -55,18 +56,13 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
         changes = trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
     if dist.is_main:
-        kept = write_run_config(
-            run_dir, OmegaConf.to_yaml(cfg, resolve=True), trainer.step if resume_from else None, changes
-        )
-        if changes:
-            before = f"; the settings before it are in {kept.name}" if kept else ""
-            print(f"settings changed from step {trainer.step} on (config.yaml{before}): " + "; ".join(changes))
+        write_run_config(run_dir, OmegaConf.to_yaml(cfg, resolve=True), trainer.step if resume_from else None, changes)
     train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
     test_set = build_dataset(cfg.dataset, "test")
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)
     val_clips = mean_frame = None
     if cfg.trainer.val_every:
-        val_set = build_dataset(cfg.dataset, "val", size=int(cfg.trainer.val_clips))
+        val_set = build_dataset(cfg.dataset, "val", size=cfg.trainer.val_clips)
         val_clips = first_clips(val_set, len(val_set)).to(device)
         if dist.is_main:
             mean_frame = mean_training_frame(build_dataset(cfg.dataset, "train")).to(device)
@@ -74,24 +70,26 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     # DistributedSampler, which needs a finite length) splits it: rank r takes draws r, r + world, ...
     batches = training_loader(
         train_set,
-        rank_batch,
-        trainer.step,
-        cfg.trainer.num_workers,
-        cfg.seed,
+        batch_size=rank_batch,
+        start_step=trainer.step,
+        num_workers=cfg.trainer.num_workers,
+        seed=cfg.seed,
         rank=dist.rank,
         world_size=dist.world_size,
         pin_memory=device.type == "cuda",
     )
     if not dist.is_main:
-        trainer.fit(batches, preview_clips, val_clips, None)
+        trainer.fit(batches, preview_clips=preview_clips, val_clips=val_clips, logger=None)
         stop_if_signalled(trainer, run_dir)
         return run_dir
-    logger = RunLogger(run_dir, cfg.logger.enabled, resume_step=trainer.step if resume_from else None)
+    logger = RunLogger(run_dir, enabled=cfg.logger.enabled, resume_step=trainer.step if resume_from else None)
     try:
-        last = trainer.fit(batches, preview_clips, val_clips, logger, mean_frame)
+        last = trainer.fit(
+            batches, preview_clips=preview_clips, val_clips=val_clips, logger=logger, mean_frame=mean_frame
+        )
         stop_if_signalled(trainer, run_dir)
         videos = final_preview(trainer, preview_clips, run_dir)
-        logged = {"model": cfg.model, "trainer": cfg.trainer, "dataset": cfg.dataset, "seed": cfg.seed}
+        logged = {key: cfg[key] for key in ("model", "trainer", "optimizer", "grad_clip", "dataset", "seed")}
         logger.hparams(OmegaConf.to_container(OmegaConf.create(logged), resolve=True), trainer.final_metrics())
     finally:
         logger.close()
@@ -146,7 +144,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point."""
     check_output_arguments(sys.argv[1:], ("run_dir", "hydra.run.dir", "hydra.sweep.dir"), "srvp-train")
-    _hydra_main()
+    run_hydra_main("srvp-train", _hydra_main, MOVED_KEYS)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ stream (`DrawSampler`) and rank 0 alone writes logs, checkpoints and videos."""
 from __future__ import annotations
 
 import copy
-import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +22,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from srvp.common.checkpoints import restore_training, save_checkpoint
-from srvp.common.configs import check_clip_length, config_changes, read_number
+from srvp.common.configs import config_changes, upgrade_saved_config
 from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
 from srvp.common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
+from srvp.video_pred.config import MOVED_KEYS
 from srvp.video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from srvp.video_pred.protocol import FRAME_METRICS, run_best_of_n
 from srvp.worldmodel import SRVPConfig, load_checkpoint
@@ -116,14 +116,13 @@ class Trainer:
             train_module = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        self.optimizer = build_optimizer(trainer.optimizer, self.model, device, trainer.fused_optimizer)
-        self.total_steps = int(trainer.steps) + int(trainer.lr_decay_steps)
-        schedule = constant_then_linear_decay(int(trainer.steps), int(trainer.lr_decay_steps))
+        self.optimizer = build_optimizer(cfg.optimizer, self.model, device=device, fused=trainer.fused_optimizer)
+        self.total_steps = trainer.steps + trainer.lr_decay_steps
+        schedule = constant_then_linear_decay(trainer.steps, trainer.lr_decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, with_warmup(schedule, int(trainer.get("lr_warmup_steps") or 0))
+            self.optimizer, with_warmup(schedule, trainer.lr_warmup_steps)
         )
-        ema_decay = trainer.get("ema_decay")
-        self.average = WeightAverage(self.model, float(ema_decay)) if ema_decay else None
+        self.average = WeightAverage(self.model, trainer.ema_decay) if trainer.ema_decay else None
         """The weights' moving average (`trainer.ema_decay`), which validation, videos and ema.pt use; or None."""
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
         self.host_group = host_group(self.dist)
@@ -175,8 +174,8 @@ class Trainer:
                     f"{path} holds the RNG states of {len(rank_states)} processes, this run has "
                     f"{self.dist.world_size}: every rank was re-seeded"
                 )
-        current = OmegaConf.to_container(self.cfg, resolve=True)
-        return config_changes(payload.get("config", {}), current, ignore=RUN_BOOKKEEPING)
+        saved = upgrade_saved_config(payload.get("config", {}), MOVED_KEYS)
+        return config_changes(saved, OmegaConf.to_container(self.cfg, resolve=True), ignore=RUN_BOOKKEEPING)
 
     def save(self, name: str, rank_rng: list[dict[str, Any]] | None = None) -> Path:
         """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate; `rank_rng`
@@ -239,7 +238,7 @@ class Trainer:
                 clips.split(VALIDATION_CLIP_BATCH),
                 cond_frames=cond,
                 pred_frames=clips.shape[1] - cond,
-                num_samples=int(trainer.val_samples),
+                num_samples=trainer.val_samples,
                 metrics=[FRAME_METRICS["psnr"]],
                 sample_chunk=VALIDATION_CHUNK,
                 precision=self.cfg.precision,
@@ -267,6 +266,7 @@ class Trainer:
     def fit(
         self,
         batches: Iterator[torch.Tensor],
+        *,
         preview_clips: torch.Tensor,
         val_clips: torch.Tensor | None,
         logger: RunLogger | None,
@@ -292,7 +292,9 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < stop_at:
                 batch = next(batches).to(self.device, non_blocking=True)
-                output = optimisation_step(self.loss_fn, self.optimizer, batch, precision=self.cfg.precision)
+                output = optimisation_step(
+                    self.loss_fn, self.optimizer, batch, precision=self.cfg.precision, grad_clip=self.cfg.grad_clip
+                )
                 self.scheduler.step()
                 self.step += 1
                 if self.average is not None:
@@ -354,7 +356,7 @@ class Trainer:
             )
             raise NonFiniteLossError(
                 f"the loss became NaN/inf before step {self.step}; nothing was saved after it: {restart} with a "
-                "lower trainer.optimizer.lr (the new value applies from there) or check the data"
+                "lower optimizer.lr (the new value applies from there) or check the data"
             )
 
 
@@ -370,36 +372,3 @@ def first_clips(dataset: Dataset, count: int) -> torch.Tensor:
     if count == 0:
         raise ValueError("the evaluation split has no clips")
     return torch.stack([dataset[index] for index in range(count)])
-
-
-def check_budget(cfg: DictConfig) -> None:
-    """Reject trainer and clip-length values that cannot run, naming the key, before anything starts."""
-    for key in ("batch_size", "log_every", "video_every", "ckpt_every"):
-        read_number(cfg, f"trainer.{key}", int, minimum=1)
-    steps = read_number(cfg, "trainer.steps", int, minimum=0)
-    decay = read_number(cfg, "trainer.lr_decay_steps", int, minimum=0)
-    if steps + decay < 1:
-        raise ValueError("trainer.steps + trainer.lr_decay_steps must be at least 1")
-    if cfg.trainer.max_steps is not None:
-        read_number(cfg, "trainer.max_steps", int, minimum=1)
-    if cfg.trainer.get("lr_warmup_steps") is not None:
-        read_number(cfg, "trainer.lr_warmup_steps", int, minimum=0)
-    if cfg.trainer.get("ema_decay") is not None:
-        ema_decay = read_number(cfg, "trainer.ema_decay", float)
-        if not 0 < ema_decay < 1:
-            raise ValueError(f"trainer.ema_decay={ema_decay}: expected a decay in (0, 1), or null for none")
-    trainer = cfg.trainer
-    if trainer.val_frames not in ("all", "predicted"):
-        raise ValueError(f"trainer.val_frames={trainer.val_frames!r}: expected all or predicted")
-    if trainer.sync_batchnorm not in ("auto", True, False):
-        raise ValueError(f"trainer.sync_batchnorm={trainer.sync_batchnorm!r}: expected auto, true or false")
-    if trainer.val_every:
-        for key in ("val_every", "val_clips", "val_samples"):
-            read_number(cfg, f"trainer.{key}", int, minimum=1)
-    lr = read_number(cfg, "trainer.optimizer.lr", float)
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"trainer.optimizer.lr={trainer.optimizer.lr}: must be a positive number")
-    check_clip_length(cfg, "dataset.train_length", "model")
-    read_number(cfg, "dataset.pred_frames", int, minimum=1)
-    conditioning = max(int(cfg.model.y1_frames), int(cfg.model.content_frames))
-    read_number(cfg, "dataset.cond_frames", int, minimum=conditioning)
