@@ -54,6 +54,7 @@ def imagined_return_spread(
     model: SRVP,
     frames: Tensor,
     actions: Tensor,
+    *,
     horizon: int,
     candidates: int,
     generator: torch.Generator,
@@ -97,11 +98,27 @@ def diagnose(
     t + horizon frames), when given."""
     frames, actions = replay["obs"], replay["actions"]
     result = {f"f_active_{index}": value for index, value in enumerate(transition_activity(model, frames, actions))}
-    result.update(imagined_return_spread(model, frames, actions, horizon, SPREAD_CANDIDATES, generator, dt, precision))
+    spread = imagined_return_spread(
+        model,
+        frames,
+        actions,
+        horizon=horizon,
+        candidates=SPREAD_CANDIDATES,
+        generator=generator,
+        dt=dt,
+        precision=precision,
+    )
+    result.update(spread)
     if held_out is not None:
         context = frames.shape[1]
         quality = open_loop_quality(
-            model, held_out["obs"], held_out["actions"], held_out["rewards"], context, mean_reward, precision
+            model,
+            held_out["obs"],
+            held_out["actions"],
+            held_out["rewards"],
+            context=context,
+            mean_reward=mean_reward,
+            precision=precision,
         )
         result.update({f"heldout_{name}": value for name, value in quality.items()})
     return result
@@ -113,6 +130,7 @@ def open_loop_quality(
     frames: Tensor,
     actions: Tensor,
     rewards: Tensor,
+    *,
     context: int,
     mean_reward: float,
     precision: str = "auto",

@@ -27,6 +27,7 @@ class MPCController:
         self,
         planner: Planner,
         build_objective: Callable[[Any], Objective],
+        *,
         exploration_noise: float = 0.0,
         warm_start: bool = True,
         warm_start_fill: Literal["zero", "repeat"] = "zero",

@@ -49,6 +49,7 @@ class Planner(ABC):
     def __init__(
         self,
         action_dim: int,
+        *,
         horizon: int = 12,
         candidates: int = 1000,
         iterations: int = 10,
@@ -120,6 +121,7 @@ class CEMPlanner(Planner):
     def __init__(
         self,
         action_dim: int,
+        *,
         horizon: int = 12,
         candidates: int = 1000,
         top_k: int = 100,
@@ -127,7 +129,14 @@ class CEMPlanner(Planner):
         init_std: float = 1.0,
         min_std: float = 0.05,
     ) -> None:
-        super().__init__(action_dim, horizon, candidates, iterations, init_std, min_std)
+        super().__init__(
+            action_dim,
+            horizon=horizon,
+            candidates=candidates,
+            iterations=iterations,
+            init_std=init_std,
+            min_std=min_std,
+        )
         if int(top_k) != top_k or not 1 <= top_k <= candidates:
             raise ValueError(f"top_k must be an integer in [1, candidates={candidates}], got {top_k}")
         self.top_k = int(top_k)
@@ -151,6 +160,7 @@ class MPPIPlanner(Planner):
     def __init__(
         self,
         action_dim: int,
+        *,
         horizon: int = 12,
         candidates: int = 1000,
         iterations: int = 10,
@@ -158,7 +168,14 @@ class MPPIPlanner(Planner):
         init_std: float = 1.0,
         min_std: float = 0.05,
     ) -> None:
-        super().__init__(action_dim, horizon, candidates, iterations, init_std, min_std)
+        super().__init__(
+            action_dim,
+            horizon=horizon,
+            candidates=candidates,
+            iterations=iterations,
+            init_std=init_std,
+            min_std=min_std,
+        )
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)

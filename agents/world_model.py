@@ -39,7 +39,7 @@ def build_world_model(model_config: Mapping[str, Any], action_dim: int) -> SRVP:
 
 
 def check_environment(
-    observation_shape: tuple[int, ...], episode_frames: int | None, channels: int, seq_len: int
+    observation_shape: tuple[int, ...], *, episode_frames: int | None, channels: int, seq_len: int
 ) -> None:
     """Refuse, before any episode is played, an environment the world model cannot learn from: frames other than
     (64, 64, `channels`) (the env's observation shape, h w c), or episodes of at most `episode_frames` frames
@@ -94,7 +94,7 @@ class EpisodeFilter:
     near rest in the dm_control tasks).
     """
 
-    def __init__(self, model: SRVP, context: int, device: torch.device, precision: str = "auto") -> None:
+    def __init__(self, model: SRVP, context: int, *, device: torch.device, precision: str = "auto") -> None:
         if context < model.config.y1_frames:
             raise ValueError(
                 f"context={context}: the filter window needs at least y1_frames={model.config.y1_frames} frames"
@@ -187,6 +187,7 @@ class LatentObjective:
     def __init__(
         self,
         model: SRVP,
+        *,
         dt: float = 1.0,
         prior_mean: bool = True,
         device: torch.device | str = "cpu",

@@ -64,7 +64,9 @@ def moving_mnist_rate(deterministic: bool, batches: int) -> float:
     """Training sequences/s of the Moving MNIST stream through the trainer's loader."""
     digits = np.random.default_rng(0).integers(0, 256, (1000, 28, 28), dtype=np.uint8)
     dataset = StochasticMovingMNIST(digits, num_digits=2, seq_len=15, deterministic=deterministic, epoch_size=10**9)
-    return samples_per_second(training_loader(dataset, 128, 0, LOADER_WORKERS, seed=0), batches)
+    return samples_per_second(
+        training_loader(dataset, batch_size=128, start_step=0, num_workers=LOADER_WORKERS, seed=0), batches
+    )
 
 
 def main() -> None:

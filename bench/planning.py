@@ -47,9 +47,10 @@ def time_decision(
         torch.zeros(1, model.config.y_dim, device=device)
     )
     generator = torch.Generator(device).manual_seed(0)
-    warm_up = CEMPlanner(ACTION_DIM, horizon, candidates, max(1, candidates // 10), iterations=1)
+    top_k = max(1, candidates // 10)
+    warm_up = CEMPlanner(ACTION_DIM, horizon=horizon, candidates=candidates, top_k=top_k, iterations=1)
     warm_up.plan(objective, generator=generator, device=device)
-    planner = CEMPlanner(ACTION_DIM, horizon, candidates, max(1, candidates // 10), iterations)
+    planner = CEMPlanner(ACTION_DIM, horizon=horizon, candidates=candidates, top_k=top_k, iterations=iterations)
     timings = []
     for _ in range(repeats):
         synchronize(device)

@@ -85,7 +85,9 @@ def test_imagined_returns_depend_on_the_actions_and_rank_plans_as_the_task_does(
     model.eval()
     activity = transition_activity(model, frames, actions)
     assert min(activity) >= 0.05, f"dead units in f: active fractions {activity}"
-    spread = imagined_return_spread(model, frames, actions, HORIZON, 64, torch.Generator().manual_seed(0))
+    spread = imagined_return_spread(
+        model, frames, actions, horizon=HORIZON, candidates=64, generator=torch.Generator().manual_seed(0)
+    )
     assert spread["return_spread"] >= SPREAD_WARNING, spread
     # Imagined against true returns of 32 random plans from each held-out state: their orders must agree.
     plans = torch.rand(len(frames), 32, HORIZON, 2, generator=torch.Generator().manual_seed(5)) * 2 - 1

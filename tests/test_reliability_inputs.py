@@ -426,6 +426,8 @@ def test_control_frames_and_windows_the_model_cannot_take_are_named_before_any_e
     cfg = control_config(tmp_path, *overrides)
     env = control_loop.make_env(cfg.env, cfg.loop.max_episode_steps)
     with pytest.raises(ValueError, match=re.escape(message)) as error:
-        check_environment(env.observation_space.shape, envs.max_episode_frames(env), channels, seq_len)
+        check_environment(
+            env.observation_space.shape, episode_frames=envs.max_episode_frames(env), channels=channels, seq_len=seq_len
+        )
     one_line(error)
     env.close()

@@ -30,6 +30,7 @@ class DrawSampler(Sampler[int]):
 
 def training_loader(
     dataset: Dataset,
+    *,
     batch_size: int,
     start_step: int,
     num_workers: int,
