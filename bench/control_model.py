@@ -92,7 +92,7 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
     model = build_world_model(model_cfg, train_buffer.action_dim).to(device)
     optimizer_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-4}
     optimizer = build_optimizer(optimizer_cfg, model, device, fused=True)
-    windows = args.context + args.horizon
+    windows = max(args.context) + args.horizon
     train_windows = train_buffer.sample(args.windows, windows, generator=torch.Generator().manual_seed(1))
     heldout_windows = heldout_buffer.sample(args.windows, windows, generator=torch.Generator().manual_seed(2))
     mean_reward = train_buffer.reward_mean
@@ -114,10 +114,15 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
                 grad_clip=1000.0,
             )
             done = target
-        scores = measure(model, train_windows, heldout_windows, args.context, mean_reward, args.horizon)
-        row = {"variant": name, "updates": done, "seconds": time.perf_counter() - start, **losses, **scores}
-        rows.append(row)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        for context in args.context:
+            # The same held-out windows for every context: the predicted frames are the last `horizon` ones.
+            offset = max(args.context) - context
+            heldout = {key: value[:, offset:] for key, value in heldout_windows.items()}
+            scores = measure(model, train_windows, heldout, context, mean_reward, args.horizon)
+            row = {"variant": name, "updates": done, "context": context, **losses, **scores}
+            row["seconds"] = time.perf_counter() - start
+            rows.append(row)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     return rows
 
 
@@ -133,7 +138,8 @@ COLUMNS = {
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """One line per (variant, update count): the diagnostics beside their baselines."""
-    lines = ["| variant | updates | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = ["| variant | updates | context | " + " | ".join(COLUMNS.values()) + " |"]
+    lines.append("|---" * (len(COLUMNS) + 3) + "|")
     for row in rows:
         active = "/".join(f"{row[key]:.2f}" for key in sorted(row) if key.startswith("f_active"))
         cells = [
@@ -144,7 +150,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{row['heldout_kl_y1']:.1f}",
             f"{row['heldout_kl_z']:.1f}",
         ]
-        lines.append(f"| {row['variant']} | {row['updates']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['variant']} | {row['updates']} | {row.get('context', '')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +170,9 @@ def main() -> None:
     parser.add_argument("--eval-at", type=int, nargs="+", default=[100, 200, 300])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--context", type=int, default=8)
+    parser.add_argument(
+        "--context", type=int, nargs="+", default=[8], help="observed frames before the open loop (one row each)"
+    )
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument("--seed", type=int, default=0)

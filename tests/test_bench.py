@@ -158,25 +158,22 @@ TINY_WORLD_MODEL = "filters=4,code_dim=8,y_dim=4,z_dim=3,content_dim=8,inf_hidde
 @pytest.mark.slow
 def test_control_model_driver_measures_every_diagnostic_at_a_tiny_size(tmp_path):
     """bench.control_model: random episodes collected once, each variant trained on them and measured at every
-    update count against the baselines; results.json and results.md written."""
+    update count and filter context against the baselines; results.json and results.md written."""
     out = tmp_path / "control_model"
     command = ["bench.control_model", "--out", str(out), "--collect", "cartpole-swingup", "2"]
-    command += ["1", "--episode-steps", "12", "--batch-size", "2", "--seq-len", "5", "--context", "3"]
+    command += ["1", "--episode-steps", "12", "--batch-size", "2", "--seq-len", "5", "--context", "2", "3"]
     command += ["--horizon", "3", "--windows", "2", "--eval-at", "2", "--variant", TINY_WORLD_MODEL]
     command += [f"{TINY_WORLD_MODEL},l2_weight=0.5"]
     run_driver(command)
     rows = json.loads((out / "results.json").read_text())
-    assert [(row["updates"], row["variant"].endswith("l2_weight=0.5")) for row in rows] == [
-        (0, False),
-        (2, False),
-        (0, True),
-        (2, True),
+    assert [(row["updates"], row["context"], row["variant"].endswith("l2_weight=0.5")) for row in rows] == [
+        (updates, context, variant) for variant in (False, True) for updates in (0, 2) for context in (2, 3)
     ]
     for row in rows:
         assert all(0 <= row[f"f_active_{index}"] <= 1 for index in range(3))
         assert row["return_spread"] >= 0 and row["heldout_psnr_last_frame"] > 0
         assert row["heldout_reward_mse"] >= 0 and row["heldout_reward_mse_mean_reward"] >= 0
-    assert "l2_weight=0.5 | 2 |" in (out / "results.md").read_text()
+    assert "l2_weight=0.5 | 2 | 3 |" in (out / "results.md").read_text()
 
 
 @pytest.mark.slow
