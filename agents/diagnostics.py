@@ -86,6 +86,7 @@ def diagnose(
     model: SRVP,
     replay: dict[str, Tensor],
     held_out: dict[str, Tensor] | None,
+    *,
     horizon: int,
     mean_reward: float,
     generator: torch.Generator,

@@ -78,7 +78,9 @@ def measure(
 ) -> dict[str, float]:
     """Every diagnostic at the current weights, on the fixed windows (the loop's own, `diagnose`)."""
     replay = {"obs": train["obs"][:, :context], "actions": train["actions"][:, : context - 1]}
-    return diagnose(model, replay, heldout, horizon, mean_reward, torch.Generator().manual_seed(0))
+    return diagnose(
+        model, replay, heldout, horizon=horizon, mean_reward=mean_reward, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, train_buffer, heldout_buffer) -> list:
