@@ -30,6 +30,7 @@ from tests.worldmodel_testing import tiny_config
         ({"transition": "gru", "stochastic": False}, "model.transition=gru"),
         ({"skip": True, "use_content": False}, "model.skip"),
         ({"nu": 0.0}, "model.nu"),
+        ({"likelihood": "laplace"}, "model.likelihood='laplace'"),
         ({"beta": -1.0}, "model.beta"),
         ({"l2_weight": -0.1}, "model.l2_weight=-0.1"),
         ({"beta_y": -0.5}, "model.beta_y=-0.5"),
@@ -58,6 +59,7 @@ def test_validate_names_the_culprit(overrides: dict, culprit: str) -> None:
         {"use_content": False},
         {"dt": 1 / 3},
         {"heads": {"reward": 1, "done": 2}},
+        {"likelihood": "bernoulli"},
     ],
 )
 def test_consistent_configs_validate(overrides: dict) -> None:

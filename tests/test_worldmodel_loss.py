@@ -120,6 +120,39 @@ def test_elbo_is_the_sum_of_its_independently_computed_parts() -> None:
     assert all(value > 0 for value in expected.values())
 
 
+def test_bernoulli_nll_is_the_cross_entropy_of_the_decoded_frames() -> None:
+    """likelihood=bernoulli: the NLL is the pixels' binary cross-entropy against the decoded frames (computed
+    here from the probabilities, in float64), every other part of the loss is the Gaussian model's."""
+    batch = 3
+    frames = random_clips(batch, 5)
+    losses = {}
+    for likelihood in ("gaussian", "bernoulli"):
+        torch.manual_seed(4)
+        model = tiny_model(likelihood=likelihood, nu=0.3)
+        torch.manual_seed(5)
+        losses[likelihood] = model.elbo(frames)
+    reconstruction = losses["bernoulli"].reconstruction.detach().double()
+    target = frames.double() / 255
+    cross_entropy = -(target * reconstruction.log() + (1 - target) * (1 - reconstruction).log()).sum() / batch
+    torch.testing.assert_close(losses["bernoulli"].parts["nll"].double(), cross_entropy, rtol=1e-5, atol=1e-4)
+    assert not torch.isclose(losses["bernoulli"].parts["nll"], losses["gaussian"].parts["nll"])
+    for name in ("kl_y1", "kl_z", "residual_norm"):
+        torch.testing.assert_close(losses["bernoulli"].parts[name], losses["gaussian"].parts[name], msg=name)
+
+
+def test_bernoulli_gradient_does_not_vanish_on_a_faint_haze() -> None:
+    """The reason for the option: on a black pixel decoded as a faint grey, the Gaussian's gradient on the logit
+    carries the sigmoid's slope and nearly vanishes next to a mid-grey pixel's, the cross-entropy's does not."""
+    logits = torch.tensor([-3.0, 0.0], requires_grad=True)  # a haze of sigmoid(-3) = 0.047, and mid-grey
+    target = torch.zeros(2)
+    gaussian_nll(target, torch.sigmoid(logits), 0.1).sum().backward()
+    gaussian_ratio = (logits.grad[0] / logits.grad[1]).item()
+    logits.grad = None
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum").backward()
+    bernoulli_ratio = (logits.grad[0] / logits.grad[1]).item()
+    assert gaussian_ratio < 0.2 and bernoulli_ratio > 2 * gaussian_ratio
+
+
 @pytest.mark.parametrize("free_nats", [0.15, 1e4])  # some terms above and some below; all below
 def test_free_nats_floor_each_kl_term_in_the_loss_but_not_the_logged_kl(free_nats: float) -> None:
     """free_nats = F: the loss holds max(KL, F) per clip for y_1 and per frame for z (PlaNet's free nats), the

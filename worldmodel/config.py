@@ -80,6 +80,11 @@ class SRVPConfig:
     `from_dict` also reads a fraction such as '1/3'."""
     f_gain: float = 1.41
     """Gain of the orthogonal initialisation of the transition MLP."""
+    likelihood: str = "gaussian"
+    """Observation model of each pixel value in [0, 1]: 'gaussian' (the paper's: mean the decoded frame,
+    variance nu) or 'bernoulli' (cross-entropy against the decoder's logits; nu unused). The Gaussian through a
+    sigmoid barely sees a faint haze on a black background (its gradient carries the sigmoid's slope, which
+    vanishes near 0), which SSIM punishes; the cross-entropy's does not vanish there."""
     nu: float = 1.0
     """Variance of the Gaussian observation model."""
     beta: float = 2.0
@@ -138,6 +143,8 @@ class SRVPConfig:
             raise ValueError("model.skip=true needs model.use_content=true (skips carry the content frames)")
         if not 0 <= self.output_mean < 1:
             raise ValueError(f"model.output_mean={self.output_mean}: expected a grey level in (0, 1), or 0 for none")
+        if self.likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"model.likelihood={self.likelihood!r}: expected 'gaussian' or 'bernoulli'")
         if self.nu <= 0:
             raise ValueError(f"model.nu={self.nu}: the observation variance must be positive")
         for name in ("beta", "beta_y", "l2_weight", "head_weight", "free_nats"):

@@ -76,6 +76,10 @@ class FrameDecoder(nn.Module):
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
         """latent (n d), skips [(s ch h w)] (encoder block outputs, highest resolution first) -> frames
         (n c h w) in [0, 1]. s divides n: skip i serves latents i * n/s to (i + 1) * n/s - 1."""
+        return torch.sigmoid(self.logits(latent, skips))
+
+    def logits(self, latent: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The frames before the sigmoid (n c h w): what a Bernoulli likelihood reads, saturation-free."""
         if self.skip != (skips is not None):
             raise ValueError(f"decoder built with skip={self.skip} was given skips={skips is not None}")
         if skips is not None and latent.shape[0] % skips[0].shape[0]:
@@ -88,7 +92,7 @@ class FrameDecoder(nn.Module):
                     skip = skip.repeat_interleave(hidden.shape[0] // skip.shape[0], dim=0)
                     hidden = torch.cat([hidden, skip], dim=1)
                 hidden = block(hidden)
-            return torch.sigmoid(hidden)
+            return hidden
         hidden, upsample_pending = run_deferring_upsampling(leaf_layers(self.stem), latent[:, :, None, None])
         for block, skip in zip(self.blocks, block_skips, strict=True):
             entry, *rest = leaf_layers(block)
@@ -96,7 +100,7 @@ class FrameDecoder(nn.Module):
             hidden, upsample_pending = run_deferring_upsampling(rest, hidden)
         if upsample_pending:
             hidden = F.interpolate(hidden, scale_factor=2, mode="nearest")
-        return torch.sigmoid(hidden)
+        return hidden
 
 
 def leaf_layers(module: nn.Module) -> list[nn.Module]:

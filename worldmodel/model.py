@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import nn
+from torch.nn import functional as F
 
 from srvp.worldmodel.config import SRVPConfig, substeps
 from srvp.worldmodel.conv import build_decoder, build_encoder, init_conv_weights
@@ -265,12 +266,18 @@ class SRVP(nn.Module):
 
         s divides b: each skip serves b/s consecutive sequences (the samples of one clip in `predict`); the
         decoder computes a skip's contribution once for all the frames it serves."""
+        return torch.sigmoid(self.decode_logits(states, content, skips))
+
+    def decode_logits(
+        self, states: torch.Tensor, content: torch.Tensor | None, skips: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """`decode` before its sigmoid (b t c h w): the Bernoulli likelihood reads these."""
         batch, length = states.shape[:2]
         latent = states
         if content is not None:
             latent = torch.cat([repeat(content, "b d -> b t d", t=length).to(states.dtype), states], dim=-1)
-        frames = self.decoder(rearrange(latent, "b t d -> (b t) d"), skips)
-        return rearrange(frames, "(b t) c h w -> b t c h w", b=batch)
+        logits = self.decoder.logits(rearrange(latent, "b t d -> (b t) d"), skips)
+        return rearrange(logits, "(b t) c h w -> b t c h w", b=batch)
 
     # ------------------------------------------------------------------ inference
     def _content_indices(self, batch: int, length: int, count: int, device: torch.device) -> torch.Tensor:
@@ -352,8 +359,12 @@ class SRVP(nn.Module):
         observation = self.observe(None, actions, dt, encoded=self.encode(frames))
         target = to_unit_float(frames, next(self.parameters()).dtype)
         batch = target.shape[0]
-        reconstruction = self.decode(observation.states, observation.content, observation.skips)
-        nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
+        logits = self.decode_logits(observation.states, observation.content, observation.skips)
+        reconstruction = torch.sigmoid(logits)
+        if cfg.likelihood == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(at_least_float32(logits), target, reduction="sum") / batch
+        else:
+            nll = gaussian_nll(target, reconstruction, cfg.nu).sum() / batch
         kl_y1_terms = kl_standard_normal(observation.q_y1)
         kl_y1 = kl_y1_terms.sum() / batch
         kl_y1_loss = self._with_free_nats(kl_y1_terms, kl_y1)
