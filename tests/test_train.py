@@ -150,11 +150,17 @@ def test_resume_after_kill_gives_the_same_losses(tmp_path, mnist_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert checkpoint.exists(), "the run was killed before its first checkpoint"
-    killed_at = load_checkpoint(checkpoint)["step"]
+    saved = load_checkpoint(checkpoint)
+    killed_at, trained_seconds = saved["step"], saved["extra"]["train_seconds"]
     assert killed_at < 8, "the run finished before it could be killed"
+    assert trained_seconds > 0
     result = run_train(killed, mnist_dir, "trainer.ckpt_every=3")
     assert f"resumed from {checkpoint} at step {killed_at}" in result.stdout
     assert losses(killed) == losses(straight)
+    # The training clock goes on from the killed run's time instead of restarting at 0.
+    rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    resumed_seconds = [row["train/seconds"] for row in rows if row["step"] > killed_at and "train/seconds" in row]
+    assert resumed_seconds and min(resumed_seconds) > trained_seconds
     resumed_model, _ = load_model(checkpoint)
     straight_model, _ = load_model(straight / "checkpoints" / "last.pt")
     for name, tensor in straight_model.state_dict().items():

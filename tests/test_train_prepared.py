@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
+from srvp.video_pred.curves import VALIDATION_PLOT_NAME, read_validation_history
 from srvp.video_pred.data.prepare_bair import prepare_bair
 from srvp.video_pred.data.prepare_human36m import prepare_human36m
 from srvp.video_pred.data.prepare_kth import prepare_kth
@@ -89,3 +90,9 @@ def test_prepared_dataset_trains_through_srvp_train(tmp_path, name):
     assert "train/loss" in metrics
     if cfg.trainer.val_every:
         assert "val/psnr" in metrics and (run_dir / "checkpoints" / "best.pt").exists()
+        history = read_validation_history(run_dir / "metrics.jsonl")
+        assert [row["step"] for row in history] == [2, 4]
+        assert 0 < history[0]["train_seconds"] < history[1]["train_seconds"]
+        assert all(0 < row["ssim"] <= 1 and 0 < row["baseline_ssim/black"] <= 1 for row in history)
+        assert (run_dir / VALIDATION_PLOT_NAME).stat().st_size > 0
+        assert payload["extra"]["train_seconds"] == pytest.approx(history[1]["train_seconds"])

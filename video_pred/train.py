@@ -22,6 +22,7 @@ from srvp.common.logger import RunLogger
 from srvp.common.runtime import StoppedEarly, seed_everything
 from srvp.video_pred.baselines import mean_training_frame
 from srvp.video_pred.config import MOVED_KEYS, check_train_config
+from srvp.video_pred.curves import VALIDATION_PLOT_NAME
 from srvp.video_pred.data import build_dataset
 from srvp.video_pred.data.stream import training_loader
 from srvp.video_pred.distributed import DistributedContext, context_from_env, per_rank_batch, setup, teardown
@@ -94,6 +95,8 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     finally:
         logger.close()
     print(f"checkpoint: {last}\ntensorboard: {run_dir / 'tb'}\npredictions: {', '.join(map(str, videos))}")
+    if (run_dir / VALIDATION_PLOT_NAME).exists():
+        print(f"validation PSNR/SSIM against training minutes, with the baselines: {run_dir / VALIDATION_PLOT_NAME}")
     if cfg.final_eval is not None:
         evaluated = last if trainer.average is None else last.with_name("ema.pt")
         final_evaluation(cfg, evaluated, run_dir / "eval")

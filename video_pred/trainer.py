@@ -28,6 +28,7 @@ from srvp.common.media import side_by_side, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
 from srvp.common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
 from srvp.video_pred.config import MOVED_KEYS
+from srvp.video_pred.curves import VALIDATION_PLOT_NAME, plot_validation, read_validation_history
 from srvp.video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from srvp.video_pred.protocol import FRAME_METRICS, run_best_of_n
 from srvp.worldmodel import SRVPConfig, load_checkpoint
@@ -94,6 +95,38 @@ def use_sync_batchnorm(setting: bool | str, device: torch.device) -> bool:
     return bool(setting)
 
 
+class TrainClock:
+    """Wall-clock of the optimisation steps alone: the time spent in `side_work()` blocks (validation, videos,
+    checkpoints) is left out, and `done` starts from the seconds of the run before a resume."""
+
+    def __init__(self, done: float = 0.0) -> None:
+        self.done = done
+        """Seconds up to the start of the current window."""
+        self._window_start = time.perf_counter()
+        self._window_side = 0.0
+
+    def total(self) -> float:
+        """Training seconds so far, the current window included."""
+        return self.done + time.perf_counter() - self._window_start - self._window_side
+
+    def lap(self) -> float:
+        """End the current window (added to `done`) and start the next; return the window's training seconds."""
+        now = time.perf_counter()
+        seconds = now - self._window_start - self._window_side
+        self.done += seconds
+        self._window_start, self._window_side = now, 0.0
+        return seconds
+
+    @contextmanager
+    def side_work(self) -> Iterator[None]:
+        """Time spent inside is not training time."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._window_side += time.perf_counter() - start
+
+
 class Trainer:
     """Owns the model, optimiser, schedule and run directory of one training run (one rank of it under DDP)."""
 
@@ -130,6 +163,9 @@ class Trainer:
         self.stopped_by: int | None = None
         """The signal that stopped `fit` early (after a checkpoint), or None."""
         self.best_val_psnr: float | None = None
+        self.train_seconds = 0.0
+        """Wall-clock seconds spent in optimisation steps since the run began (validation, videos and checkpoints
+        excluded), carried across resumes: the x axis of the validation curves."""
         self.last_train_values: dict[str, float] = {}
         self.checkpoint_dir = run_dir / "checkpoints"
 
@@ -156,6 +192,7 @@ class Trainer:
         self.step = payload["step"]
         extra = payload.get("extra", {})
         self.best_val_psnr = extra.get("best_val_psnr")
+        self.train_seconds = float(extra.get("train_seconds", 0.0))
         if self.average is not None:
             if "ema" in extra:
                 self.average.model.load_state_dict(extra["ema"])
@@ -180,7 +217,7 @@ class Trainer:
     def save(self, name: str, rank_rng: list[dict[str, Any]] | None = None) -> Path:
         """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate; `rank_rng`
         holds every rank's RNG states under DDP, so each rank resumes its own noise."""
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"train_seconds": self.train_seconds}
         if self.best_val_psnr is not None:
             extra["best_val_psnr"] = self.best_val_psnr
         if rank_rng is not None:
@@ -194,7 +231,7 @@ class Trainer:
             config=OmegaConf.to_container(self.cfg, resolve=True),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
-            extra=extra or None,
+            extra=extra,
         )
 
     @property
@@ -228,8 +265,9 @@ class Trainer:
         """Model selection on the validation clips (b t c h w), the evaluation protocol in chunks (bounded
         memory at the official 400 clips x 100 samples): per clip, the best of `val_samples` samples by PSNR
         averaged over `val_frames` ('all': the reconstructed conditioning frames too, as the official
-        selection; 'predicted'), scored on its predicted frames -> {'psnr': mean over clips}; with
-        `mean_frame`, also the model-free baselines' PSNR ('baseline_psnr/<name>')."""
+        selection; 'predicted'), scored on its predicted frames -> {'psnr', 'ssim': means over clips, each metric
+        picking its own best sample; 'train_seconds'}; with `mean_frame`, also the model-free baselines' scores
+        ('baseline_psnr/<name>', 'baseline_ssim/<name>'). PSNR alone selects best.pt, as the official code."""
         cond, trainer = self.cfg.dataset.cond_frames, self.cfg.trainer
         model = self.eval_model.eval()
         with self.evaluation_noise():
@@ -239,15 +277,17 @@ class Trainer:
                 cond_frames=cond,
                 pred_frames=clips.shape[1] - cond,
                 num_samples=trainer.val_samples,
-                metrics=[FRAME_METRICS["psnr"]],
+                metrics=[FRAME_METRICS["psnr"], FRAME_METRICS["ssim"]],
                 sample_chunk=VALIDATION_CHUNK,
                 precision=self.cfg.precision,
                 mean_frame=mean_frame,
                 progress_bar=False,
                 select_with_conditioning=trainer.val_frames == "all",
             )
-        scores = {"psnr": result.metrics["psnr"].mean}
-        scores.update({f"baseline_psnr/{name}": summaries["psnr"].mean for name, summaries in result.baselines.items()})
+        scores = {name: summary.mean for name, summary in result.metrics.items()}
+        scores["train_seconds"] = self.train_seconds
+        for baseline, summaries in result.baselines.items():
+            scores.update({f"baseline_{name}/{baseline}": summary.mean for name, summary in summaries.items()})
         return scores
 
     @torch.no_grad()
@@ -280,7 +320,7 @@ class Trainer:
         stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
         last = self.checkpoint_dir / "last.pt"
         averages = LossAverages(self.device)
-        window_start = time.perf_counter()
+        clock = TrainClock(self.train_seconds)
         progress = tqdm(
             total=stop_at,
             initial=self.step,
@@ -306,42 +346,54 @@ class Trainer:
                 at_end = self.step == stop_at or stop_now
                 if self.step % trainer.log_every == 0 or at_end:
                     self._check_finite(averages)
-                    elapsed = time.perf_counter() - window_start
+                    elapsed = clock.lap()
                     window = averages.count
                     values = averages.read()
                     values["lr"] = self.scheduler.get_last_lr()[0]
                     values["sequences_per_s"] = window * batch.shape[0] * self.dist.world_size / max(elapsed, 1e-9)
+                    values["seconds"] = clock.done
                     self.last_train_values = values
                     if self.dist.is_main:
                         logger.scalars(self.step, "train", values)
                     progress.set_postfix(loss=f"{values['loss']:.1f}", seq_s=f"{values['sequences_per_s']:.1f}")
-                    window_start = time.perf_counter()
+                self.train_seconds = clock.total()
                 writes = self.dist.is_main
-                if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
-                    scores = self.validate(val_clips, mean_frame)
-                    logger.scalars(self.step, "val", scores)
-                    if self.best_val_psnr is None or scores["psnr"] > self.best_val_psnr:
-                        self.best_val_psnr = scores["psnr"]
-                        if self.average is None:
-                            self.save("best")
-                        else:
-                            self.save_evaluated("best")
-                if writes and (self.step % trainer.video_every == 0 or at_end):
-                    video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
-                    logger.video(self.step, "predictions/truth_then_samples", video)
-                if self.step % trainer.ckpt_every == 0 or at_end:
-                    self._check_finite(averages)
-                    rank_rng = gather_from_ranks(capture_rng_state(), self.host_group) if self.dist.enabled else None
-                    if writes:
-                        last = self.save("last", rank_rng)
-                        if self.average is not None:
-                            self.save_evaluated("ema")
+                with clock.side_work():  # validation, videos and checkpoints: not training time
+                    if writes and val_clips is not None and trainer.val_every and self.step % trainer.val_every == 0:
+                        self._validate_and_record(val_clips, mean_frame, logger)
+                    if writes and (self.step % trainer.video_every == 0 or at_end):
+                        video = self.prediction_video(preview_clips, self.cfg.logger.video_samples)
+                        logger.video(self.step, "predictions/truth_then_samples", video)
+                    if self.step % trainer.ckpt_every == 0 or at_end:
+                        self._check_finite(averages)
+                        rank_rng = None
+                        if self.dist.enabled:
+                            rank_rng = gather_from_ranks(capture_rng_state(), self.host_group)
+                        if writes:
+                            last = self.save("last", rank_rng)
+                            if self.average is not None:
+                                self.save_evaluated("ema")
                 progress.update(1)
                 if stop_now:
                     self.stopped_by = stop.signum or signal.SIGTERM  # another rank's signal: report SIGTERM
                     break
         progress.close()
         return last
+
+    def _validate_and_record(
+        self, val_clips: torch.Tensor, mean_frame: torch.Tensor | None, logger: RunLogger
+    ) -> dict[str, float]:
+        """Validate, log the scores (val/*), redraw validation.png and keep best.pt by PSNR."""
+        scores = self.validate(val_clips, mean_frame)
+        logger.scalars(self.step, "val", scores)
+        plot_validation(logger.run_dir / VALIDATION_PLOT_NAME, read_validation_history(logger.metrics_path))
+        if self.best_val_psnr is None or scores["psnr"] > self.best_val_psnr:
+            self.best_val_psnr = scores["psnr"]
+            if self.average is None:
+                self.save("best")
+            else:
+                self.save_evaluated("best")
+        return scores
 
     def _check_finite(self, averages: LossAverages) -> None:
         # All ranks agree, so every one of them stops with this error rather than waiting for the others.
