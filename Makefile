@@ -51,7 +51,7 @@ train: install
 # 20-frame settings, which have not been run at this length.
 train-long: install
 	$(PY) -m srvp.video_pred.train experiment=cpu_mmnist trainer.batch_size=16 trainer.steps=6000 \
-		trainer.lr_decay_steps=1500 trainer.video_every=500 model.likelihood=gaussian model.nu=0.1 \
+		trainer.lr_decay_steps=1500 trainer.video_every=500 trainer.val_every=750 model.likelihood=gaussian model.nu=0.1 \
 		dataset.train_length=15 $(MNIST_ARG) $(TRAIN_ARGS)
 
 # Planning in the SRVP world model on cartpole-swingup, sized for 2 CPU cores (about 45 minutes): returns.png,

@@ -45,6 +45,7 @@ def variant_config(experiment: str, variant: str, run_dir: Path, steps: int, ext
         "trainer.lr_decay_steps=0",
         f"run_dir={run_dir}",
         "final_eval=null",
+        "trainer.val_every=null",  # evaluated on the test clips at the --eval-at steps instead
         *extra,
     ]
     with initialize_config_module(config_module="srvp.configs", version_base="1.3"):

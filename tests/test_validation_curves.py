@@ -52,3 +52,12 @@ def test_validation_history_and_plot(tmp_path):
     assert image.shape[0] > 200 and image.std() > 10  # a drawn figure, not a blank one
     with pytest.raises(ValueError, match="train_seconds"):
         plot_validation(tmp_path / "none.png", history[:1])
+
+
+def test_plot_frames_the_model_and_the_best_baseline():
+    from srvp.video_pred.curves import _frame
+
+    low, high = _frame([0.72, 0.84, 0.8434])  # the model's SSIM and black's; the mean frame's 0.27 is left out
+    assert 0.68 < low < 0.72 and 0.8434 < high < 0.86
+    low, high = _frame([18.0, 18.0])  # a flat curve still gets a band
+    assert low < 18.0 < high

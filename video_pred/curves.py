@@ -29,7 +29,9 @@ def read_validation_history(metrics_path: Path) -> list[dict[str, float]]:
 
 def plot_validation(path: Path, history: list[dict[str, float]]) -> Path:
     """Write `path` (validation.png): one panel per metric of `history` (read_validation_history's rows), the
-    model's value against training minutes, each baseline dashed (rows of runs that logged no time are left out)."""
+    model's value against training minutes, each baseline dashed with its value in the legend (rows of runs that
+    logged no time are left out). The y-axis frames the model and the best baseline, the line to cross: a
+    baseline far below them (the mean frame's SSIM) would squash the crossing into a few pixels."""
     history = [row for row in history if "train_seconds" in row]
     if not history:
         raise ValueError("no validation row with train_seconds to plot")
@@ -39,17 +41,28 @@ def plot_validation(path: Path, history: list[dict[str, float]]) -> Path:
     for axes, name in zip(figure.subplots(1, max(len(metrics), 1), squeeze=False)[0], metrics, strict=False):
         points = [(m, row[name]) for m, row in zip(minutes, history, strict=True) if name in row]
         axes.plot(*zip(*points, strict=True), marker="o", label="model")
+        best_baseline = None
         for key in sorted({key for row in history for key in row if key.startswith(f"baseline_{name}/")}):
             line = [(m, row[key]) for m, row in zip(minutes, history, strict=True) if key in row]
-            axes.plot(*zip(*line, strict=True), linestyle="--", linewidth=1, label=key.split("/", 1)[1])
+            value = line[-1][1]
+            best_baseline = value if best_baseline is None else max(best_baseline, value)
+            label = f"{key.split('/', 1)[1]} {value:.4g}"
+            axes.plot(*zip(*line, strict=True), linestyle="--", linewidth=1, label=label)
+        framed = [value for _, value in points] + ([] if best_baseline is None else [best_baseline])
+        axes.set_ylim(*_frame(framed))
         last = history[-1]
-        axes.set(
-            xlabel="training minutes (validation, videos and checkpoints excluded)",
-            ylabel=name.upper(),
-            title=f"validation {name.upper()} {last.get(name, float('nan')):.4g} at step {last['step']}",
-        )
+        title = f"validation {name.upper()} {last.get(name, float('nan')):.4g} at step {last['step']}"
+        axes.set(ylabel=name.upper(), title=title)
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
+    figure.supxlabel("training minutes (validation, videos and checkpoints excluded)", fontsize="medium")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=110))
     return path
+
+
+def _frame(values: list[float]) -> tuple[float, float]:
+    """Axis limits around `values` with a 10% margin (a flat curve gets a small band around it)."""
+    low, high = min(values), max(values)
+    margin = 0.1 * (high - low) or 0.01 * (abs(high) or 1.0)
+    return low - margin, high + margin
