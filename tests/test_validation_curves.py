@@ -55,9 +55,9 @@ def test_validation_history_and_plot(tmp_path):
 
 
 def test_plot_frames_the_model_and_the_best_baseline():
-    from srvp.video_pred.curves import _frame
+    from srvp.video_pred.curves import value_axis_limits
 
-    low, high = _frame([0.72, 0.84, 0.8434])  # the model's SSIM and black's; the mean frame's 0.27 is left out
-    assert 0.68 < low < 0.72 and 0.8434 < high < 0.86
-    low, high = _frame([18.0, 18.0])  # a flat curve still gets a band
+    low, high = value_axis_limits([0.72, 0.84], [0.8434, 0.7493, 0.27])  # black, last frame, mean frame
+    assert 0.68 < low < 0.72 and 0.8434 < high < 0.86  # the mean frame's 0.27 is left out of the frame
+    low, high = value_axis_limits([18.0, 18.0], [])  # a flat curve still gets a band
     assert low < 18.0 < high

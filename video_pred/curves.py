@@ -41,15 +41,13 @@ def plot_validation(path: Path, history: list[dict[str, float]]) -> Path:
     for axes, name in zip(figure.subplots(1, max(len(metrics), 1), squeeze=False)[0], metrics, strict=False):
         points = [(m, row[name]) for m, row in zip(minutes, history, strict=True) if name in row]
         axes.plot(*zip(*points, strict=True), marker="o", label="model")
-        best_baseline = None
+        baselines = []
         for key in sorted({key for row in history for key in row if key.startswith(f"baseline_{name}/")}):
             line = [(m, row[key]) for m, row in zip(minutes, history, strict=True) if key in row]
-            value = line[-1][1]
-            best_baseline = value if best_baseline is None else max(best_baseline, value)
-            label = f"{key.split('/', 1)[1]} {value:.4g}"
+            baselines.append(line[-1][1])
+            label = f"{key.split('/', 1)[1]} {baselines[-1]:.4g}"
             axes.plot(*zip(*line, strict=True), linestyle="--", linewidth=1, label=label)
-        framed = [value for _, value in points] + ([] if best_baseline is None else [best_baseline])
-        axes.set_ylim(*_frame(framed))
+        axes.set_ylim(*value_axis_limits([value for _, value in points], baselines))
         last = history[-1]
         title = f"validation {name.upper()} {last.get(name, float('nan')):.4g} at step {last['step']}"
         axes.set(ylabel=name.upper(), title=title)
@@ -61,8 +59,10 @@ def plot_validation(path: Path, history: list[dict[str, float]]) -> Path:
     return path
 
 
-def _frame(values: list[float]) -> tuple[float, float]:
-    """Axis limits around `values` with a 10% margin (a flat curve gets a small band around it)."""
-    low, high = min(values), max(values)
+def value_axis_limits(model: list[float], baselines: list[float]) -> tuple[float, float]:
+    """Y-axis limits framing the model's values and the best (highest) of `baselines` with a 10% margin; the
+    other baselines may fall outside (a flat curve gets a small band around it)."""
+    framed = model + ([max(baselines)] if baselines else [])
+    low, high = min(framed), max(framed)
     margin = 0.1 * (high - low) or 0.01 * (abs(high) or 1.0)
     return low - margin, high + margin
