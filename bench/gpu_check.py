@@ -167,10 +167,10 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> dict[str, An
 
 def setting(name: str, sizes: Sizes):
     """The paper's setting of dataset `name`, with tiny widths in a dry run."""
-    from bench.train_step import paper_setting
+    from bench.train_step import train_setting
 
-    paper = paper_setting(name)
-    return replace(paper, model=replace(paper.model, **TINY_MODEL)) if sizes.tiny_models else paper
+    chosen = train_setting(name)
+    return replace(chosen, model=replace(chosen.model, **TINY_MODEL)) if sizes.tiny_models else chosen
 
 
 # ---------------------------------------------------------------------------------------------- part 1

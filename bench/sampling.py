@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.timing import seconds
-from bench.train_step import DATASETS, PaperSetting, paper_setting
+from bench.train_step import DATASETS, TrainSetting, train_setting
 from srvp.common.frame_metrics import psnr, ssim
 from srvp.common.runtime import autocast
 from srvp.video_pred.protocol import FrameMetric, run_best_of_n, score_samples
@@ -38,7 +38,7 @@ class SamplingTiming:
 
 
 def time_sampling(
-    setting: PaperSetting,
+    setting: TrainSetting,
     clips: int,
     samples: int,
     sample_chunk: int | None,
@@ -104,7 +104,7 @@ def main() -> None:
         f"{'metrics s':>10} {'decode share':>12} {'speed-up':>8}"
     )
     for name in args.datasets:
-        setting = paper_setting(name)
+        setting = train_setting(name)
         literal, factorised = (
             time_sampling(setting, args.clips, args.samples, args.sample_chunk, args.bf16, device, factorised=mode)
             for mode in (False, True)

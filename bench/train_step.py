@@ -40,8 +40,9 @@ DATASETS = {
 
 
 @dataclass(frozen=True)
-class PaperSetting:
-    """What `srvp-train dataset=name` trains: the model, the clip lengths and the batch size."""
+class TrainSetting:
+    """What `srvp-train` trains with the overrides of one DATASETS entry (a paper dataset or `make train`'s
+    experiment): the model, the clip lengths and the batch size."""
 
     model: SRVPConfig
     train_length: int
@@ -50,11 +51,11 @@ class PaperSetting:
     batch_size: int
 
 
-def paper_setting(name: str) -> PaperSetting:
+def train_setting(name: str) -> TrainSetting:
     """The setting `name` of DATASETS, composed from configs/ as `srvp-train` composes it."""
     with initialize_config_module(config_module="srvp.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=DATASETS[name])
-    return PaperSetting(
+    return TrainSetting(
         model=SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)),
         train_length=int(cfg.dataset.train_length),
         cond_frames=int(cfg.dataset.cond_frames),
@@ -172,7 +173,7 @@ def main() -> None:
         f"{'GFLOP':>7} {'GFLOP/s':>8} {'of mm':>6} {'speed-up':>8}"
     )
     for name in args.datasets:
-        setting = paper_setting(name)
+        setting = train_setting(name)
         for batch in args.batch_sizes:
             timings = time_variants(
                 setting.model, setting.train_length, batch, variants, device, args.steps, args.profile
