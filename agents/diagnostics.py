@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from srvp.agents.world_model import REWARD_HEAD, imagined_returns, reward_targets
+from srvp.agents.world_model import REWARD_HEAD, filter_state, imagined_returns, reward_targets
 from srvp.common.frame_metrics import psnr, ssim
 from srvp.common.runtime import autocast
 from srvp.worldmodel import SRVP
@@ -61,12 +61,13 @@ def imagined_return_spread(
     dt: float = 1.0,
     precision: str = "auto",
 ) -> dict[str, float]:
-    """Imagined returns of `candidates` uniform random action sequences of `horizon` steps from the posterior
-    state at the last frame of each window (b t c h w): their spread across candidates relative to their mean
-    magnitude (std_n R / mean_n |R|, averaged over windows), absolute std and mean. z: prior means, as planning.
+    """Imagined returns of `candidates` uniform random action sequences of `horizon` steps from the acting state
+    at the last frame of each window (b t c h w; `filter_state`, the planner's own start): their spread across
+    candidates relative to their mean magnitude (std_n R / mean_n |R|, averaged over windows), absolute std and
+    mean. z: prior means, as planning.
     """
     model.eval()
-    states = model.observe(frames, actions).states[:, -1]
+    states = filter_state(model, model.encode(frames).codes, actions)
     batch, action_dim = states.shape[0], model.config.action_dim
     plans = torch.rand(batch * candidates, horizon, action_dim, generator=generator, device=generator.device)
     plans = (plans * 2 - 1).to(states.device)
@@ -137,7 +138,8 @@ def open_loop_quality(
     precision: str = "auto",
 ) -> dict[str, float]:
     """Open-loop predictions of windows frames (b, context + H, c h w) with their actions (b, context+H-1, a)
-    and rewards (b, context+H-1): `context` frames observed, H imagined from the real actions (prior-mean z).
+    and rewards (b, context+H-1): `context` frames observed, H imagined from the real actions (prior-mean z),
+    starting from the state the agent acts from (`filter_state`: posterior means, not samples).
 
     Returns frame PSNR/SSIM of the H predicted frames and of the last observed frame repeated (the model-free
     baseline), the mean squared error of the H predicted rewards and of `mean_reward` (the training buffer's
@@ -152,8 +154,10 @@ def open_loop_quality(
         )
     device = frames.device
     with autocast(device, precision):
-        observation = model.observe(frames[:, :context], actions[:, : context - 1])
-        future = model.imagine(observation.states[:, -1], horizon, actions=actions[:, context - 1 :], prior_mean=True)
+        encoded = model.encode(frames[:, :context])
+        observation = model.observe(None, actions[:, : context - 1], encoded=encoded)
+        start = filter_state(model, encoded.codes, actions[:, : context - 1])
+        future = model.imagine(start, horizon, actions=actions[:, context - 1 :], prior_mean=True)
         states = future.frame_states[:, 1:]
         predicted = model.decode(states, observation.content, observation.skips).float().clamp(0, 1)
         predicted_rewards = model.predict_heads(states)[REWARD_HEAD].float().squeeze(-1)

@@ -48,7 +48,7 @@ from srvp.agents.evaluation import (
 )
 from srvp.agents.planner import Planner
 from srvp.agents.policy import PlanningPolicy, Policy, RandomPolicy, ZeroPolicy
-from srvp.agents.world_model import build_world_model, check_environment, reward_targets
+from srvp.agents.world_model import build_world_model, check_environment, filter_states, reward_targets
 from srvp.common.checkpoints import restore_training, save_checkpoint
 from srvp.common.configs import check_clip_length, config_changes, write_run_config
 from srvp.common.logger import RunLogger
@@ -184,15 +184,21 @@ def open_loop_prediction(
     precision: str,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Truth and prediction (t c h w) for one buffer window of `length` frames: `context` observed frames, then
-    imagined frames from the real actions with prior-mean z; content w from the window's observed frames."""
+    """Truth and prediction (t c h w) for one buffer window of `length` frames: the `context` observed frames'
+    states as the agent filters them (`filter_states`: posterior means), then imagined frames from the real
+    actions with prior-mean z, as the planner imagines them; content w from the window's observed frames."""
     model.eval()
     device = next(model.parameters()).device
     window = buffer.sample(1, length, generator=generator)
     frames, actions = window["obs"].to(device), window["actions"].to(device)
     with autocast(device, precision):
-        prediction = model.predict(frames[:, :context], length - context, actions=actions, prior_mean=True)
-    return frames[0], prediction[0, 0].float()
+        encoded = model.encode(frames[:, :context])
+        observation = model.observe(None, actions[:, : context - 1], encoded=encoded)
+        observed = filter_states(model, encoded.codes, actions[:, : context - 1])
+        future = model.imagine(observed[:, -1], length - context, actions=actions[:, context - 1 :], prior_mean=True)
+        states = torch.cat([observed, future.frame_states[:, 1:]], dim=1)
+        prediction = model.decode(states, observation.content, observation.skips).clamp(0, 1)
+    return frames[0], prediction[0].float()
 
 
 @dataclasses.dataclass

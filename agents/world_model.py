@@ -69,17 +69,22 @@ def reward_targets(rewards: Tensor) -> Tensor:
     return torch.cat([missing, rewards], dim=1)
 
 
-def filter_state(model: SRVP, codes: Tensor, actions: Tensor) -> Tensor:
-    """Posterior-mean state at the last of the frames with codes (b k d) linked by actions (b, k-1, a) -> (b ny).
+def filter_states(model: SRVP, codes: Tensor, actions: Tensor) -> Tensor:
+    """Posterior-mean states (b k ny) of the frames with codes (b k d) linked by actions (b, k-1, a).
 
     y_1 is the mean of q(y_1) on the window's first y1_frames codes and z_2..z_k the means of the LSTM
     posterior, then the residual transition is rolled through the real actions. Means rather than samples
-    make the acting state deterministic given the observations.
+    make the acting state deterministic given the observations. Without z (`stochastic: false`) nothing after
+    the first y1_frames frames corrects the rollout: the later states are open-loop predictions.
     """
     q_y1 = model.infer_y1(codes[:, : model.config.y1_frames])
     z = model.posterior_z(codes).mean if model.config.stochastic and codes.shape[1] > 1 else None
-    rollout = model.imagine(q_y1.mean, codes.shape[1] - 1, z=z, actions=actions)
-    return rollout.frame_states[:, -1]
+    return model.imagine(q_y1.mean, codes.shape[1] - 1, z=z, actions=actions).frame_states
+
+
+def filter_state(model: SRVP, codes: Tensor, actions: Tensor) -> Tensor:
+    """The acting state (b ny): `filter_states` at the last frame."""
+    return filter_states(model, codes, actions)[:, -1]
 
 
 class EpisodeFilter:

@@ -1,12 +1,14 @@
 """The control world model fitted on fixed replay episodes, with the diagnostics that tell a dead model from a
 learning one, at chosen update counts: a fast way to compare world-model settings without planning.
+A variant sets world-model fields and, by the keys of LOOP_KEYS, the updates ('seq_len=12,batch_size=32').
 
 Every variant starts from the same seed and sees the same batches (the loop's own update step on windows of
 the training buffer); at each evaluation point it is measured on fixed windows: activity of f's hidden layers
 and the spread of imagined returns on the training buffer's posterior states, open-loop PSNR/SSIM and reward
 error on held-out episodes against their model-free baselines (`srvp.agents.diagnostics`). Buffers are
 directories written by `srvp.agents.buffer.EpisodeBuffer.save` (an srvp-control run's `buffer/`, or
-`--collect` random episodes of a task). Results go to results.json and results.md in --out.
+`--collect` random episodes of a task). Results go to results.json and results.md in --out, with
+open_loop_<variant>.png: a held-out window, the context as the agent filters it, then the imagined frames.
 
     python -m bench.control_model --out runs/control_model --collect cartpole-swingup 30 10 \
         --variant default --variant nu=0.05 'nu=0.05,l2_weight=0.1'
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,16 @@ from omegaconf import OmegaConf
 
 from srvp.agents.buffer import EpisodeBuffer
 from srvp.agents.diagnostics import diagnose
-from srvp.agents.loop import RandomPolicy, make_env, run_episode, stream_seed, update_world_model
+from srvp.agents.loop import (
+    RandomPolicy,
+    make_env,
+    open_loop_prediction,
+    run_episode,
+    stream_seed,
+    update_world_model,
+)
 from srvp.agents.world_model import build_world_model
+from srvp.common.media import time_grid, write_image
 from srvp.common.optimisation import build_optimizer
 from srvp.common.runtime import resolve_device, seed_everything
 
@@ -52,8 +63,12 @@ def collect_random(task: str, episodes: int, seed: int, directory: Path, steps: 
     return buffer
 
 
+LOOP_KEYS = ("lr", "batch_size", "seq_len")
+"""Variant keys that set the updates (learning rate, windows per update, frames per window), not the model."""
+
+
 def parse_variant(text: str) -> dict[str, Any]:
-    """'nu=0.05,l2_weight=0.1' -> overrides of the world model ('lr=...' sets the optimiser's); 'default' -> {}."""
+    """'nu=0.05,l2_weight=0.1' -> overrides of the world model (LOOP_KEYS set the updates'); 'default' -> {}."""
     if text == "default":
         return {}
     overrides = {}
@@ -89,10 +104,10 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
     device = resolve_device(args.device)
     model_cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "world_model" / "srvp_control.yaml"))
     model_cfg.pop("defaults", None)
-    lr = overrides.pop("lr", args.lr)
+    loop = {key: overrides.pop(key, getattr(args, key)) for key in LOOP_KEYS}
     model_cfg.update(overrides)
     model = build_world_model(model_cfg, train_buffer.action_dim).to(device)
-    optimizer_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, "eps": 1e-4}
+    optimizer_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": loop["lr"], "eps": 1e-4}
     optimizer = build_optimizer(optimizer_cfg, model, device, fused=True)
     windows = max(args.context) + args.horizon
     train_windows = train_buffer.sample(args.windows, windows, generator=torch.Generator().manual_seed(1))
@@ -108,8 +123,8 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
                 optimizer,
                 train_buffer,
                 updates=target - done,
-                batch_size=args.batch_size,
-                seq_len=args.seq_len,
+                batch_size=loop["batch_size"],
+                seq_len=loop["seq_len"],
                 generator=sampler,
                 device=device,
                 precision="fp32",
@@ -121,10 +136,21 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
             offset = max(args.context) - context
             heldout = {key: value[:, offset:] for key, value in heldout_windows.items()}
             scores = measure(model, train_windows, heldout, context, mean_reward, args.horizon)
-            row = {"variant": name, "updates": done, "context": context, **losses, **scores}
+            row = {"variant": name, "updates": done, "context": context, **loop, **losses, **scores}
             row["seconds"] = time.perf_counter() - start
             rows.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    context = max(args.context)
+    truth, prediction = open_loop_prediction(
+        model,
+        heldout_buffer,
+        context=context,
+        length=context + args.horizon,
+        precision="fp32",
+        generator=torch.Generator().manual_seed(3),
+    )
+    file_name = re.sub(r"[^\w.-]+", "_", name)
+    write_image(args.out / f"open_loop_{file_name}.png", time_grid([truth, prediction], context))
     return rows
 
 

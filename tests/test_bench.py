@@ -163,17 +163,20 @@ def test_control_model_driver_measures_every_diagnostic_at_a_tiny_size(tmp_path)
     command = ["bench.control_model", "--out", str(out), "--collect", "cartpole-swingup", "2"]
     command += ["1", "--episode-steps", "12", "--batch-size", "2", "--seq-len", "5", "--context", "2", "3"]
     command += ["--horizon", "3", "--windows", "2", "--eval-at", "2", "--variant", TINY_WORLD_MODEL]
-    command += [f"{TINY_WORLD_MODEL},l2_weight=0.5"]
+    command += [f"{TINY_WORLD_MODEL},l2_weight=0.5,seq_len=4"]
     run_driver(command)
     rows = json.loads((out / "results.json").read_text())
-    assert [(row["updates"], row["context"], row["variant"].endswith("l2_weight=0.5")) for row in rows] == [
+    assert [(row["updates"], row["context"], row["variant"].endswith("seq_len=4")) for row in rows] == [
         (updates, context, variant) for variant in (False, True) for updates in (0, 2) for context in (2, 3)
     ]
+    assert [row["seq_len"] for row in rows] == [5] * 4 + [4] * 4  # a loop key of a variant sets its updates
+    pictures = sorted(path.name for path in out.glob("open_loop_*.png"))
+    assert len(pictures) == 2 and all("," not in name and "=" not in name for name in pictures)
     for row in rows:
         assert all(0 <= row[f"f_active_{index}"] <= 1 for index in range(3))
         assert row["return_spread"] >= 0 and row["heldout_psnr_last_frame"] > 0
         assert row["heldout_reward_mse"] >= 0 and row["heldout_reward_mse_mean_reward"] >= 0
-    assert "l2_weight=0.5 | 2 | 3 |" in (out / "results.md").read_text()
+    assert "seq_len=4 | 2 | 3 |" in (out / "results.md").read_text()
 
 
 @pytest.mark.slow

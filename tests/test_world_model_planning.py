@@ -164,3 +164,37 @@ def test_compiled_rollout_equals_the_eager_one(model):
     eager = LatentObjective(model, dt=0.5)(states)(actions)
     compiled = LatentObjective(model, dt=0.5, compile=True)(states)(actions)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_diagnostics_imagine_from_the_state_the_agent_acts_from(model):
+    """The open-loop diagnostics start from `filter_state` (posterior means), not from a sample of q(y_1): the
+    same windows give the same scores twice, and the first predicted reward is the head's reward at the acting
+    state rolled one step through the first future action. (The ELBO's KL terms it also reports are sampled.)"""
+    from srvp.agents.diagnostics import imagined_return_spread, open_loop_quality
+    from srvp.agents.world_model import REWARD_HEAD
+
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (2, 6, 3, 64, 64), dtype=torch.uint8)
+    actions = torch.rand(2, 5, ACTION_DIM) * 2 - 1
+    rewards = torch.rand(2, 5)
+    scores = [
+        open_loop_quality(model, frames, actions, rewards, context=3, mean_reward=0.5, precision="fp32")
+        for _ in range(2)
+    ]
+    sampled_elbo_terms = {"kl_y1", "kl_z", "nll"}
+    assert {k: v for k, v in scores[0].items() if k not in sampled_elbo_terms} == {
+        k: v for k, v in scores[1].items() if k not in sampled_elbo_terms
+    }
+    with torch.no_grad():
+        start = filter_state(model, model.encode(frames[:, :3]).codes, actions[:, :2])
+        states = model.imagine(start, 3, actions=actions[:, 2:], prior_mean=True).frame_states[:, 1:]
+        predicted = model.predict_heads(states)[REWARD_HEAD].squeeze(-1)
+    expected = (predicted - rewards[:, 2:]).pow(2).mean().item()
+    assert scores[0]["reward_mse"] == pytest.approx(expected, rel=1e-5)
+    spreads = [
+        imagined_return_spread(
+            model, frames, actions, horizon=3, candidates=4, generator=torch.Generator().manual_seed(1)
+        )
+        for _ in range(2)
+    ]
+    assert spreads[0] == spreads[1]
