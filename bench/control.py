@@ -1,5 +1,5 @@
 """Control at equal budget: the residual transition against a GRU (PlaNet's kind of cell) and a plain MLP, and
-imagination at dt = 1 against dt = 1/2 (finer residual steps), on the CPU control experiment.
+imagination at dt = 1/2 (finer residual steps, make control's) against dt = 1, on the CPU control experiment.
 
 Each variant is an `srvp-control` run of one experiment config (default `cpu_control`, what `make control`
 runs) with the same seed, evaluation seeds and budget, through the loop's own code. Variants advance in turns
@@ -24,14 +24,16 @@ from typing import Any
 
 from bench.report import save_report
 
+DT_1 = ["world_model.dt=1", "planning.dt=1"]
 VARIANTS = {
     "residual": [],
-    "gru": ["world_model.transition=gru"],
-    "mlp": ["world_model.transition=mlp"],
-    "residual_dt_half": ["world_model.dt=1/2", "planning.dt=1/2"],
+    "gru": ["world_model.transition=gru", *DT_1],
+    "mlp": ["world_model.transition=mlp", *DT_1],
+    "residual_dt_1": DT_1,
 }
-"""Variant name -> its overrides on top of the experiment (dt 1/2: trained and imagined with two Euler steps
-per frame)."""
+"""Variant name -> its overrides on top of the experiment: `residual` is make control's own (trained and
+imagined at dt 1/2, two Euler steps per frame); the others step once per frame (GRU and MLP cells have no
+Euler step)."""
 
 DIAGNOSTICS = (
     "heldout_psnr",

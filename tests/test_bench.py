@@ -184,12 +184,12 @@ def test_control_driver_at_a_tiny_size_resumes_without_redoing_work(tmp_path):
     """bench.control: every variant run to every stage through srvp-control's loop, its evaluation and the
     baselines recorded, and a second call with one more stage adds only that stage (the runs resume)."""
     out = tmp_path / "control"
-    common = ["--out", str(out), "--variants", "residual", "residual_dt_half"]
+    common = ["--out", str(out), "--variants", "residual", "residual_dt_1"]
     for stages in (["1"], ["1", "2"]):
         run_driver(["bench.control", "debug=control_tiny", "--stages", *stages, *common])
     results = json.loads((out / "results.json").read_text())
     runs = [(entry["variant"], entry["episodes"]) for entry in results["evaluations"]]
-    assert runs == [("residual", 1), ("residual_dt_half", 1), ("residual", 2), ("residual_dt_half", 2)]
+    assert runs == [("residual", 1), ("residual_dt_1", 1), ("residual", 2), ("residual_dt_1", 2)]
     assert set(results["baselines"]) == {"random", "zero"}
     assert all(entry["env_steps"] > 0 and entry["heldout_psnr_last_frame"] > 0 for entry in results["evaluations"])
     assert "| 2 |" in (out / "results.md").read_text()
