@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from srvp.agents.world_model import REWARD_HEAD, filter_state, imagined_returns, reward_targets
+from srvp.agents.world_model import REWARD_HEAD, filter_state, imagined_returns, open_loop_states, reward_targets
 from srvp.common.frame_metrics import psnr, ssim
 from srvp.common.runtime import autocast
 from srvp.worldmodel import SRVP
@@ -139,7 +139,7 @@ def open_loop_quality(
 ) -> dict[str, float]:
     """Open-loop predictions of windows frames (b, context + H, c h w) with their actions (b, context+H-1, a)
     and rewards (b, context+H-1): `context` frames observed, H imagined from the real actions (prior-mean z),
-    starting from the state the agent acts from (`filter_state`: posterior means, not samples).
+    starting from the state the agent acts from (`open_loop_states`: posterior means, not samples).
 
     Returns frame PSNR/SSIM of the H predicted frames and of the last observed frame repeated (the model-free
     baseline), the mean squared error of the H predicted rewards and of `mean_reward` (the training buffer's
@@ -154,11 +154,8 @@ def open_loop_quality(
         )
     device = frames.device
     with autocast(device, precision):
-        encoded = model.encode(frames[:, :context])
-        observation = model.observe(None, actions[:, : context - 1], encoded=encoded)
-        start = filter_state(model, encoded.codes, actions[:, : context - 1])
-        future = model.imagine(start, horizon, actions=actions[:, context - 1 :], prior_mean=True)
-        states = future.frame_states[:, 1:]
+        states, observation = open_loop_states(model, frames, actions, context)
+        states = states[:, context:]
         predicted = model.decode(states, observation.content, observation.skips).float().clamp(0, 1)
         predicted_rewards = model.predict_heads(states)[REWARD_HEAD].float().squeeze(-1)
         parts = model.elbo(frames, actions, {REWARD_HEAD: reward_targets(rewards)}).parts

@@ -48,7 +48,7 @@ from srvp.agents.evaluation import (
 )
 from srvp.agents.planner import Planner
 from srvp.agents.policy import PlanningPolicy, Policy, RandomPolicy, ZeroPolicy
-from srvp.agents.world_model import build_world_model, check_environment, filter_states, reward_targets
+from srvp.agents.world_model import build_world_model, check_environment, open_loop_states, reward_targets
 from srvp.common.checkpoints import restore_training, save_checkpoint
 from srvp.common.configs import check_clip_length, config_changes, write_run_config
 from srvp.common.logger import RunLogger
@@ -192,11 +192,7 @@ def open_loop_prediction(
     window = buffer.sample(1, length, generator=generator)
     frames, actions = window["obs"].to(device), window["actions"].to(device)
     with autocast(device, precision):
-        encoded = model.encode(frames[:, :context])
-        observation = model.observe(None, actions[:, : context - 1], encoded=encoded)
-        observed = filter_states(model, encoded.codes, actions[:, : context - 1])
-        future = model.imagine(observed[:, -1], length - context, actions=actions[:, context - 1 :], prior_mean=True)
-        states = torch.cat([observed, future.frame_states[:, 1:]], dim=1)
+        states, observation = open_loop_states(model, frames, actions, context)
         prediction = model.decode(states, observation.content, observation.skips).clamp(0, 1)
     return frames[0], prediction[0].float()
 
