@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import distributions as D
 
-from srvp.worldmodel.distributions import MIN_STD, Gaussian, gaussian_nll, kl_divergence, kl_standard_normal
+from srvp.worldmodel.distributions import (
+    MIN_STD,
+    Gaussian,
+    balanced_kl,
+    gaussian_nll,
+    kl_divergence,
+    kl_standard_normal,
+)
 from tests.worldmodel_testing import (
     freeze_posteriors,
     moving_squares,
@@ -182,6 +189,40 @@ def test_free_nats_floor_each_kl_term_in_the_loss_but_not_the_logged_kl(free_nat
     if free_nats > 1e3:  # every term is below the floor: the KLs give the prior no gradient at all
         floored.loss.backward()
         assert all(p.grad is None or not p.grad.any() for p in floored_model.prior.parameters())
+
+
+@pytest.mark.parametrize("prior_share", [0.5, 0.8, 0.1])
+def test_balanced_kl_keeps_the_value_and_splits_the_gradient(prior_share: float) -> None:
+    """KL balancing: the KL's value, the prior's gradient times 2 share, the posterior's times 2 (1 - share)."""
+    leaves = [tensor.clone().requires_grad_() for tensor in (*random_gaussian((4, 3), 5), *random_gaussian((4, 3), 6))]
+    q, p = Gaussian(*leaves[:2]), Gaussian(*leaves[2:])
+    kl = kl_divergence(q, p)
+    plain = torch.autograd.grad(kl.sum(), leaves, retain_graph=True)
+    balanced = balanced_kl(q, p, kl, prior_share)
+    torch.testing.assert_close(balanced, kl)
+    shared = torch.autograd.grad(balanced.sum(), leaves)
+    weights = [2 * (1 - prior_share)] * 2 + [2 * prior_share] * 2
+    for weight, got, expected in zip(weights, shared, plain, strict=True):
+        torch.testing.assert_close(got, weight * expected)
+
+
+def test_kl_balance_changes_the_gradient_not_the_loss() -> None:
+    """model.kl_balance = 0.8: the same loss and logged parts as the plain KL; the prior's gradient differs."""
+    frames = random_clips(2, 5)
+    model = tiny_model()
+    balanced_model = tiny_model(kl_balance=0.8)
+    balanced_model.load_state_dict(model.state_dict())
+    outputs = []
+    for each in (model, balanced_model):
+        torch.manual_seed(4)
+        outputs.append(each.elbo(frames))
+        outputs[-1].loss.backward()
+    for name, value in outputs[0].parts.items():
+        torch.testing.assert_close(outputs[1].parts[name], value, msg=name)
+    prior_grads = [torch.cat([p.grad.flatten() for p in each.prior.parameters()]) for each in (model, balanced_model)]
+    torch.testing.assert_close(prior_grads[1], 1.6 * prior_grads[0], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="kl_balance"):
+        tiny_model(kl_balance=1.0)
 
 
 def test_elbo_averages_over_the_batch_and_sums_over_time() -> None:

@@ -101,6 +101,11 @@ class SRVPConfig:
     """KL nats that cost nothing, per frame for z and per clip for y_1 (PlaNet's free nats): each KL term
     enters the loss as max(KL, free_nats), so the posterior is not pulled onto the prior before it carries that
     much. 0 is the paper's ELBO (control world models use it against latent collapse)."""
+    kl_balance: float = 0.5
+    """Share of the z KL's gradient that moves the prior, in (0, 1) (DreamerV2's KL balancing): the loss term
+    is 2a KL(sg(q) || p) + 2(1 - a) KL(q || sg(p)), valued as KL(q || p). 0.5 is the plain KL, the paper's
+    (and its code path is unchanged); 0.8 pulls the prior toward the posterior 4 times as hard as the posterior
+    toward the prior, so the prior, which alone drives predictions, catches up faster."""
     action_dim: int = 0
     """Size of an action fed to the transition f(y_t, z_{t+1}, a_t); 0 for video prediction."""
     heads: dict[str, int] = field(default_factory=dict)
@@ -150,6 +155,8 @@ class SRVPConfig:
         for name in ("beta", "beta_y", "l2_weight", "head_weight", "free_nats"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name}={getattr(self, name)}: a loss weight must be non-negative")
+        if not 0 < self.kl_balance < 1:
+            raise ValueError(f"model.kl_balance={self.kl_balance}: expected a share in (0, 1); 0.5 is the plain KL")
         if self.action_dim < 0:
             raise ValueError(f"model.action_dim={self.action_dim}: must be >= 0")
         for name, size in self.heads.items():

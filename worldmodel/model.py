@@ -18,7 +18,14 @@ from torch.nn import functional as F
 
 from srvp.worldmodel.config import SRVPConfig, substeps
 from srvp.worldmodel.conv import build_decoder, build_encoder, init_conv_weights
-from srvp.worldmodel.distributions import Gaussian, at_least_float32, gaussian_nll, kl_divergence, kl_standard_normal
+from srvp.worldmodel.distributions import (
+    Gaussian,
+    at_least_float32,
+    balanced_kl,
+    gaussian_nll,
+    kl_divergence,
+    kl_standard_normal,
+)
 from srvp.worldmodel.transition import Transition, mlp
 
 
@@ -374,7 +381,10 @@ class SRVP(nn.Module):
             prior = self.prior_z(observation.states[:, :-1])
             kl_z_terms = kl_divergence(observation.q_z, prior)
             kl_z = kl_z_terms.sum() / batch
-            kl_z_loss = self._with_free_nats(kl_z_terms, kl_z)
+            loss_terms = kl_z_terms
+            if cfg.kl_balance != 0.5:  # the same values, the gradient shared otherwise between prior and posterior
+                loss_terms = balanced_kl(observation.q_z, prior, kl_z_terms, cfg.kl_balance)
+            kl_z_loss = self._with_free_nats(loss_terms, loss_terms.sum() / batch)
         residual_norm = zero
         if observation.rollout.residuals is not None:
             residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
