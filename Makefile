@@ -47,7 +47,7 @@ train: install
 
 # The same experiment at batch 16 for 7,500 steps (6,000 + 1,500 decaying; about 32 minutes on 2 cores):
 # enough for the model to beat every model-free baseline on PSNR and SSIM (README, Quick start). It keeps the
-# Gaussian likelihood (nu 0.1) and 15-frame clips it was measured with, not make train's newer Bernoulli and
+# Gaussian likelihood (nu 0.1) and 15-frame clips it was measured with, not make train's newer Bernoulli, KL-balanced and
 # 20-frame settings, which have not been run at this length.
 train-long: install
 	$(PY) -m srvp.video_pred.train experiment=cpu_mmnist trainer.batch_size=16 trainer.steps=6000 \
