@@ -44,14 +44,13 @@ def kl_divergence(q: Gaussian, p: Gaussian) -> torch.Tensor:
     return 0.5 * (variance_ratio + mean_term - 1 - variance_ratio.log())
 
 
-def balanced_kl(q: Gaussian, p: Gaussian, kl: torch.Tensor, prior_share: float) -> torch.Tensor:
-    """Elementwise KL(q || p) (`kl`, already computed) whose gradient moves the prior with weight 2 `prior_share`
-    and the posterior with weight 2 (1 - `prior_share`) (KL balancing; 0.5 gives the plain KL's gradient)."""
-    detached_q = Gaussian(q.mean.detach(), q.std.detach())
-    detached_p = Gaussian(p.mean.detach(), p.std.detach())
-    moves_prior = kl_divergence(detached_q, p)
-    moves_posterior = kl_divergence(q, detached_p)
-    return 2 * prior_share * moves_prior + 2 * (1 - prior_share) * moves_posterior - kl.detach()
+def balanced_kl(q: Gaussian, p: Gaussian, prior_share: float) -> torch.Tensor:
+    """Elementwise KL(q || p) whose gradient moves the prior with weight 2 `prior_share` and the posterior with
+    weight 2 (1 - `prior_share`) (KL balancing; 0.5 gives the plain KL's gradient)."""
+    moves_prior = kl_divergence(Gaussian(q.mean.detach(), q.std.detach()), p)
+    moves_posterior = kl_divergence(q, Gaussian(p.mean.detach(), p.std.detach()))
+    # Both terms are valued as KL(q || p): subtracting one detached copy leaves that value and these gradients.
+    return 2 * prior_share * moves_prior + 2 * (1 - prior_share) * moves_posterior - moves_prior.detach()
 
 
 def kl_standard_normal(q: Gaussian) -> torch.Tensor:

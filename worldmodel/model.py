@@ -379,12 +379,12 @@ class SRVP(nn.Module):
         kl_z = kl_z_loss = zero
         if observation.q_z is not None:
             prior = self.prior_z(observation.states[:, :-1])
-            kl_z_terms = kl_divergence(observation.q_z, prior)
+            if cfg.kl_balance == 0.5:
+                kl_z_terms = kl_divergence(observation.q_z, prior)
+            else:  # the same values, the gradient shared otherwise between prior and posterior
+                kl_z_terms = balanced_kl(observation.q_z, prior, cfg.kl_balance)
             kl_z = kl_z_terms.sum() / batch
-            loss_terms = kl_z_terms
-            if cfg.kl_balance != 0.5:  # the same values, the gradient shared otherwise between prior and posterior
-                loss_terms = balanced_kl(observation.q_z, prior, kl_z_terms, cfg.kl_balance)
-            kl_z_loss = self._with_free_nats(loss_terms, loss_terms.sum() / batch)
+            kl_z_loss = self._with_free_nats(kl_z_terms, kl_z)
         residual_norm = zero
         if observation.rollout.residuals is not None:
             residual_norm = at_least_float32(observation.rollout.residuals).norm(dim=-1).sum() / batch
