@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -160,7 +161,9 @@ def prepare_videos(
     jobs = [(video, str(out), channels) for video in todo]
     with tqdm(total=len(jobs), desc=f"prepare {dataset}", unit="video", disable=not jobs) as progress:
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # Spawned, not forked: a fork of a process that already runs threads (torch's pool, an EGL
+            # renderer, a tensorboard writer) can inherit a held lock and hang forever.
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 chunk = max(1, min(16, len(jobs) // (4 * workers)))
                 results = pool.map(_decode_and_store, jobs, chunksize=chunk)
                 outcomes = [_count(progress, result) for result in results]
