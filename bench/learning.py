@@ -43,6 +43,7 @@ def variant_config(experiment: str, variant: str, run_dir: Path, steps: int, ext
         *VARIANTS[variant],
         f"trainer.steps={steps}",
         "trainer.lr_decay_steps=0",
+        "trainer.time_budget_s=null",  # the same step counts for every variant, whatever the machine's speed
         f"run_dir={run_dir}",
         "final_eval=null",
         "trainer.val_every=null",  # evaluated on the test clips at the --eval-at steps instead

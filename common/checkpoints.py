@@ -66,6 +66,13 @@ def restore_training(
         scheduler.load_state_dict(payload["scheduler"])
         # The schedule's function is the current config's; its base rate too (saved with the state).
         scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
-            group["lr"] = base * factor(scheduler.last_epoch)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        apply_schedule(scheduler)
+
+
+def apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set each parameter group's learning rate to its base rate times the scheduler's factor at the
+    scheduler's position: after its factors or base rates were replaced (a restored or re-timed schedule)."""
+    groups = scheduler.optimizer.param_groups
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]

@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -51,7 +52,8 @@ def terminated_at(batches: Iterator[torch.Tensor], draw: int) -> Iterator[torch.
         yield batch
 
 
-def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_rank1_at: int | None) -> None:
+def rank_setup(rank: int, port: int, run_dir: str, *overrides: str) -> tuple[DistributedContext, torch.device, Any]:
+    """Join the gloo group as `rank` (one thread) and compose debug=tiny's config with `overrides`."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -67,13 +69,18 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
             config_name="train",
             overrides=[
                 "debug=tiny",
-                f"trainer.max_steps={max_steps}",
                 "trainer.video_every=1000",
                 "logger.enabled=false",
                 f"run_dir={run_dir}",
                 f"trainer.batch_size={GLOBAL_BATCH}",
+                *overrides,
             ],
         )
+    return context, device, cfg
+
+
+def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_rank1_at: int | None) -> None:
+    context, device, cfg = rank_setup(rank, port, run_dir, f"trainer.max_steps={max_steps}")
     # Each rank builds different weights: DistributedDataParallel must broadcast rank 0's.
     seed_everything(100 + rank)
     built = flat_weights(SRVP(SRVPConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))))
@@ -99,6 +106,18 @@ def _rank_worker(rank: int, port: int, run_dir: str, max_steps: int, sigterm_ran
     trainer.fit(batches, preview_clips=preview, val_clips=None, logger=logger)
     weights = {"built": built, "initial": initial, "final": flat_weights(trainer.model), "step": trainer.step}
     torch.save(weights, Path(run_dir) / f"rank{rank}.pt")
+    teardown(context)
+
+
+def _budget_worker(rank: int, port: int, run_dir: str) -> None:
+    context, device, cfg = rank_setup(rank, port, run_dir, "trainer.time_budget_s=5")
+    trainer = Trainer(cfg, device, Path(run_dir), context)
+    before = flat_weights(trainer.model)
+    seconds = trainer.time_steps(torch.stack([IndexedClips()[rank * 2 + index] for index in range(2)]))
+    trainer.fit_time_budget(seconds)
+    counts = (cfg.trainer.steps, cfg.trainer.lr_decay_steps)
+    timed = {"seconds": seconds, "counts": counts, "restored": torch.equal(flat_weights(trainer.model), before)}
+    torch.save(timed, Path(run_dir) / f"rank{rank}.pt")
     teardown(context)
 
 
@@ -141,6 +160,17 @@ def test_sigterm_on_one_rank_stops_both_and_the_resumed_run_equals_the_uninterru
     # Each rank resumed its own noise (posterior samples, content frames) and its data draws: bit-identical.
     assert resumed[0]["step"] == resumed[1]["step"] == STEPS
     assert torch.equal(resumed[0]["final"], uninterrupted[0]["final"])
+
+
+@pytest.mark.timeout(120)
+def test_a_time_budget_gives_every_rank_the_same_step_counts(tmp_path):
+    # Each rank times its own steps; they must agree on one schedule (the slowest rank's), or the ranks would
+    # stop at different steps and the last all-reduce would wait forever.
+    mp.start_processes(_budget_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    assert ranks[0]["seconds"] == ranks[1]["seconds"] > 0 and ranks[0]["counts"] == ranks[1]["counts"]
+    assert sum(ranks[0]["counts"]) == int(5 / ranks[0]["seconds"])
+    assert all(rank["restored"] for rank in ranks)
 
 
 def test_global_batch_must_split_between_ranks():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from srvp.video_pred.trainer import WeightAverage, constant_then_linear_decay, with_warmup
+from srvp.video_pred.trainer import WeightAverage, budget_step_counts, constant_then_linear_decay, with_warmup
 
 
 def rates_used(make_scheduler, total_steps: int, steps_scheduler=lambda step: True) -> list[float]:
@@ -52,6 +52,19 @@ def test_warmup_ramps_linearly_then_follows_the_schedule():
 
     assert rates_used(warmed, 10) == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])
     assert with_warmup(constant_then_linear_decay(6, 4), 0)(7) == constant_then_linear_decay(6, 4)(7)
+
+
+@pytest.mark.parametrize(
+    ("budget", "seconds", "steps", "decay", "expected"),
+    [
+        (600, 0.1, 1200, 2000, (2250, 3750)),  # 6,000 steps split 3 : 5
+        (600, 0.18, 1200, 2000, (1250, 2083)),  # 3,333 steps on a slower machine
+        (10, 0.3, 6, 0, (33, 0)),  # no decay asked, none given
+        (1, 5.0, 6, 2, (1, 0)),  # a step longer than the budget: one step
+    ],
+)
+def test_a_time_budget_sets_step_counts_in_the_given_ratio(budget, seconds, steps, decay, expected):
+    assert budget_step_counts(budget, seconds, steps, decay) == expected
 
 
 def test_weight_average_follows_the_weights_at_its_decay_and_copies_buffers():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.core.global_hydra import GlobalHydra
 
 from srvp.video_pred import train as train_entry
@@ -191,6 +192,39 @@ def test_weight_average_is_evaluated_and_resumes_exactly(tmp_path, mnist_dir):
     resumed, _ = load_model(stopped / "checkpoints" / "ema.pt")
     for name, tensor in average.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def recorded_step_counts(run_dir: Path) -> tuple[int, int]:
+    trainer = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]
+    return trainer["steps"], trainer["lr_decay_steps"]
+
+
+@pytest.mark.slow
+def test_a_time_budget_records_its_step_counts_and_leaves_no_trace_of_its_timing(tmp_path, mnist_dir):
+    budgeted = tmp_path / "budgeted"
+    result = run_train(budgeted, mnist_dir, "trainer.time_budget_s=2")
+    steps, decay = recorded_step_counts(budgeted)
+    seconds = load_checkpoint(budgeted / "checkpoints" / "last.pt")["extra"]["seconds_per_step"]
+    assert f"at {seconds:.3f} s per step" in result.stdout
+    assert f"trainer.steps={steps} and trainer.lr_decay_steps={decay}" in result.stdout
+    assert steps + decay == int(2 / seconds) > 4 and steps == round((steps + decay) * 6 / 8)  # debug=tiny's 6 : 2
+    assert sorted(losses(budgeted)) == list(range(1, steps + decay + 1))
+    # The counts given directly train the same weights: the timed steps were undone (weights, Adam, RNG).
+    given = tmp_path / "given"
+    run_train(given, mnist_dir, f"trainer.steps={steps}", f"trainer.lr_decay_steps={decay}")
+    assert losses(given) == losses(budgeted)
+    given_model, _ = load_model(given / "checkpoints" / "last.pt")
+    budgeted_model, _ = load_model(budgeted / "checkpoints" / "last.pt")
+    for name, tensor in given_model.state_dict().items():
+        torch.testing.assert_close(budgeted_model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    # A run stopped early resumes with the counts it set, without timing again, and reports no change.
+    stopped = tmp_path / "stopped"
+    run_train(stopped, mnist_dir, "trainer.time_budget_s=2", "trainer.max_steps=2")
+    counts = recorded_step_counts(stopped)
+    resumed = run_train(stopped, mnist_dir, "trainer.time_budget_s=2")
+    assert "time budget" not in resumed.stdout and "settings changed" not in resumed.stdout
+    assert recorded_step_counts(stopped) == counts
+    assert sorted(losses(stopped)) == list(range(1, sum(counts) + 1))
 
 
 @pytest.mark.slow

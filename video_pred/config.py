@@ -30,6 +30,12 @@ class TrainerConfig:
     """Optimiser steps after `steps`, the learning rate decaying linearly to 0 (the last one at 0)."""
     lr_warmup_steps: int = setting(0, minimum=0)
     """Linear warm-up of the first steps to the full rate (0: none, as the paper)."""
+    time_budget_s: float | None = setting(None, minimum=1)
+    """Seconds of optimisation steps the schedule fills (validation, videos and checkpoints excluded; `make
+    train`: 600), or null for `steps` and `lr_decay_steps` as given. Before its first step the run times steps
+    of its own model (then puts back its weights, optimiser and RNG states) and sets `steps` and
+    `lr_decay_steps`, in the ratio given, so that they fill the budget on this machine; config.yaml records
+    the counts it set and the checkpoints the time per step, from which a resume sets the same counts."""
     num_workers: int = setting(2, minimum=0)
     """Data-loading processes (0: load in the training process)."""
     compile: bool = False

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from srvp.common.checkpoints import restore_training, save_checkpoint
+from srvp.common.checkpoints import apply_schedule, restore_training, save_checkpoint
 from srvp.common.configs import config_changes, upgrade_saved_config
 from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side, write_video
@@ -57,6 +57,19 @@ def with_warmup(factor: Callable[[int], float], warmup_steps: int) -> Callable[[
     if warmup_steps == 0:
         return factor
     return lambda taken: min(1.0, (taken + 1) / warmup_steps) * factor(taken)
+
+
+BUDGET_WARMUP_STEPS, BUDGET_TIMED_STEPS = 10, 50
+"""A time-budgeted run (`trainer.time_budget_s`) times BUDGET_TIMED_STEPS optimisation steps after
+BUDGET_WARMUP_STEPS untimed ones (thread pools, allocator and compilation warming up)."""
+
+
+def budget_step_counts(budget_s: float, seconds_per_step: float, steps: int, decay_steps: int) -> tuple[int, int]:
+    """The schedule's (constant, decaying) step counts that take `budget_s` seconds at `seconds_per_step`, in the
+    ratio `steps` : `decay_steps` (at least one step in all)."""
+    total = max(1, int(budget_s / seconds_per_step))
+    constant = round(total * steps / (steps + decay_steps))
+    return constant, total - constant
 
 
 class WeightAverage:
@@ -151,10 +164,11 @@ class Trainer:
             )
         self.optimizer = build_optimizer(cfg.optimizer, self.model, device=device, fused=trainer.fused_optimizer)
         self.total_steps = trainer.steps + trainer.lr_decay_steps
-        schedule = constant_then_linear_decay(trainer.steps, trainer.lr_decay_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, with_warmup(schedule, trainer.lr_warmup_steps)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._schedule())
+        self.seconds_per_step: float | None = None
+        """The time per step from which `trainer.time_budget_s` set the step counts (None until then)."""
+        self.loaded_config: dict[str, Any] | None = None
+        """The config of the checkpoint this run resumed from (None for a new run)."""
         self.average = WeightAverage(self.model, trainer.ema_decay) if trainer.ema_decay else None
         """The weights' moving average (`trainer.ema_decay`), which validation, videos and ema.pt use; or None."""
         self.loss_fn = torch.compile(train_module) if trainer.compile else train_module
@@ -168,6 +182,49 @@ class Trainer:
         excluded), carried across resumes: the x axis of the validation curves."""
         self.last_train_values: dict[str, float] = {}
         self.checkpoint_dir = run_dir / "checkpoints"
+
+    def _schedule(self) -> Callable[[int], float]:
+        trainer = self.cfg.trainer
+        schedule = constant_then_linear_decay(trainer.steps, trainer.lr_decay_steps)
+        return with_warmup(schedule, trainer.lr_warmup_steps)
+
+    # ------------------------------------------------------------------ time budget
+    def time_steps(self, clips: torch.Tensor) -> float:
+        """Seconds per optimisation step on `clips` (the slowest rank's under DDP), measured on the run's own
+        model and optimiser, whose weights, optimiser state and RNG states are then put back: the run goes on
+        exactly as if the timing had not happened."""
+        weights = copy.deepcopy(self.model.state_dict())
+        optimiser_state = copy.deepcopy(self.optimizer.state_dict())
+        rng = capture_rng_state()
+        clips = clips.to(self.device)
+
+        def run(steps: int) -> float:
+            start = time.perf_counter()
+            for _ in range(steps):
+                optimisation_step(self.loss_fn, self.optimizer, clips, precision=self.cfg.precision)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return time.perf_counter() - start
+
+        run(BUDGET_WARMUP_STEPS)
+        seconds = run(BUDGET_TIMED_STEPS) / BUDGET_TIMED_STEPS
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(optimiser_state)
+        restore_rng_state(rng)
+        return max(gather_from_ranks(seconds, self.host_group))
+
+    def fit_time_budget(self, seconds_per_step: float) -> None:
+        """Set `trainer.steps` and `trainer.lr_decay_steps` (in their given ratio) so that the schedule fills
+        `trainer.time_budget_s` at `seconds_per_step`, and move the learning-rate schedule to them."""
+        trainer = self.cfg.trainer
+        trainer.steps, trainer.lr_decay_steps = budget_step_counts(
+            trainer.time_budget_s, seconds_per_step, trainer.steps, trainer.lr_decay_steps
+        )
+        self.seconds_per_step = seconds_per_step
+        self.total_steps = trainer.steps + trainer.lr_decay_steps
+        schedule = self._schedule()
+        self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
+        apply_schedule(self.scheduler)
 
     def final_metrics(self) -> dict[str, float]:
         """Last logged training loss parts and the best validation PSNR, for the hyper-parameter table."""
@@ -184,13 +241,15 @@ class Trainer:
         last = self.checkpoint_dir / "last.pt"
         return last if self.cfg.resume and last.exists() else None
 
-    def load(self, path: Path) -> list[str]:
-        """Restore weights, optimiser, schedule, step, best validation score and RNG states; return the
-        settings this run changes from the checkpoint's ('key: old -> new'), which take effect from here."""
+    def load(self, path: Path) -> None:
+        """Restore weights, optimiser, schedule (with the step counts a time budget set), step, best validation
+        score and RNG states, and keep the checkpoint's config for `changes_from_checkpoint`."""
         payload = load_checkpoint(path, map_location=self.device)
+        extra = payload.get("extra", {})
+        if self.cfg.trainer.time_budget_s and "seconds_per_step" in extra:
+            self.fit_time_budget(extra["seconds_per_step"])  # the counts the run set when it started
         restore_training(payload, path, self.model, self.optimizer, self.scheduler)
         self.step = payload["step"]
-        extra = payload.get("extra", {})
         self.best_val_psnr = extra.get("best_val_psnr")
         self.train_seconds = float(extra.get("train_seconds", 0.0))
         if self.average is not None:
@@ -211,13 +270,23 @@ class Trainer:
                     f"{path} holds the RNG states of {len(rank_states)} processes, this run has "
                     f"{self.dist.world_size}: every rank was re-seeded"
                 )
-        saved = upgrade_saved_config(payload.get("config", {}), MOVED_KEYS)
-        return config_changes(saved, OmegaConf.to_container(self.cfg, resolve=True), ignore=RUN_BOOKKEEPING)
+        self.loaded_config = upgrade_saved_config(payload.get("config", {}), MOVED_KEYS)
+
+    def changes_from_checkpoint(self) -> list[str]:
+        """The settings this run changes from the loaded checkpoint's ('key: old -> new'), which take effect
+        from its step; none without a loaded checkpoint."""
+        if self.loaded_config is None:
+            return []
+        return config_changes(
+            self.loaded_config, OmegaConf.to_container(self.cfg, resolve=True), ignore=RUN_BOOKKEEPING
+        )
 
     def save(self, name: str, rank_rng: list[dict[str, Any]] | None = None) -> Path:
         """Atomically write checkpoints/<name>.pt with everything needed to resume or evaluate; `rank_rng`
         holds every rank's RNG states under DDP, so each rank resumes its own noise."""
         extra: dict[str, Any] = {"train_seconds": self.train_seconds}
+        if self.seconds_per_step is not None:
+            extra["seconds_per_step"] = self.seconds_per_step
         if self.best_val_psnr is not None:
             extra["best_val_psnr"] = self.best_val_psnr
         if rank_rng is not None:
