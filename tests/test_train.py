@@ -199,32 +199,45 @@ def recorded_step_counts(run_dir: Path) -> tuple[int, int]:
     return trainer["steps"], trainer["lr_decay_steps"]
 
 
+BUDGET = ("trainer.time_budget_s=8", "trainer.steps=150", "trainer.lr_decay_steps=50", "trainer.log_every=10")
+
+
 @pytest.mark.slow
-def test_a_time_budget_records_its_step_counts_and_leaves_no_trace_of_its_timing(tmp_path, mnist_dir):
+def test_a_time_budget_records_its_step_counts_and_its_schedule_is_the_one_recorded(tmp_path, mnist_dir):
     budgeted = tmp_path / "budgeted"
-    result = run_train(budgeted, mnist_dir, "trainer.time_budget_s=2")
+    result = run_train(budgeted, mnist_dir, *BUDGET)
     steps, decay = recorded_step_counts(budgeted)
     seconds = load_checkpoint(budgeted / "checkpoints" / "last.pt")["extra"]["seconds_per_step"]
-    assert f"at {seconds:.3f} s per step" in result.stdout
+    assert f"time budget 8 s at {seconds:.3f} s per step (steps 21-120)" in result.stdout
     assert f"trainer.steps={steps} and trainer.lr_decay_steps={decay}" in result.stdout
-    assert steps + decay == int(2 / seconds) > 4 and steps == round((steps + decay) * 6 / 8)  # debug=tiny's 6 : 2
-    assert sorted(losses(budgeted)) == list(range(1, steps + decay + 1))
-    # The counts given directly train the same weights: the timed steps were undone (weights, Adam, RNG).
+    assert steps + decay == max(120, int(8 / seconds)) and steps == max(120, round((steps + decay) * 3 / 4))
+    assert max(losses(budgeted)) == steps + decay
+    # The counts given directly train the same weights: the steps before the counts were set ran at the rate
+    # the recorded schedule gives them.
     given = tmp_path / "given"
-    run_train(given, mnist_dir, f"trainer.steps={steps}", f"trainer.lr_decay_steps={decay}")
+    run_train(given, mnist_dir, *BUDGET[1:], f"trainer.steps={steps}", f"trainer.lr_decay_steps={decay}")
     assert losses(given) == losses(budgeted)
     given_model, _ = load_model(given / "checkpoints" / "last.pt")
     budgeted_model, _ = load_model(budgeted / "checkpoints" / "last.pt")
     for name, tensor in given_model.state_dict().items():
         torch.testing.assert_close(budgeted_model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
-    # A run stopped early resumes with the counts it set, without timing again, and reports no change.
+    # A run stopped after setting its counts resumes with them, without timing again, and reports no change.
     stopped = tmp_path / "stopped"
-    run_train(stopped, mnist_dir, "trainer.time_budget_s=2", "trainer.max_steps=2")
+    run_train(stopped, mnist_dir, *BUDGET, "trainer.max_steps=121")
     counts = recorded_step_counts(stopped)
-    resumed = run_train(stopped, mnist_dir, "trainer.time_budget_s=2")
+    resumed = run_train(stopped, mnist_dir, *BUDGET)
     assert "time budget" not in resumed.stdout and "settings changed" not in resumed.stdout
     assert recorded_step_counts(stopped) == counts
-    assert sorted(losses(stopped)) == list(range(1, sum(counts) + 1))
+    assert max(losses(stopped)) == sum(counts)
+
+
+def test_a_time_budget_needs_the_timed_steps_at_the_full_rate(tmp_path, mnist_dir):
+    result = run_train(tmp_path / "run", mnist_dir, "trainer.time_budget_s=8", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "srvp-train: error: trainer.time_budget_s times steps 21-120 at the full rate before it sets the step "
+        "counts: trainer.steps=6 must be at least 120 (it only gives the ratio to trainer.lr_decay_steps)"
+    )
 
 
 @pytest.mark.slow

@@ -55,9 +55,6 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     if resume_from is not None:
         trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
-    train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
-    if cfg.trainer.time_budget_s and trainer.seconds_per_step is None:
-        fit_time_budget(trainer, first_clips(train_set, rank_batch), dist.is_main)
     if dist.is_main:
         write_run_config(
             run_dir,
@@ -65,6 +62,7 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
             trainer.step if resume_from else None,
             trainer.changes_from_checkpoint(),
         )
+    train_set = build_dataset(cfg.dataset, "train", seed=cfg.seed)
     test_set = build_dataset(cfg.dataset, "test")
     preview_clips = first_clips(test_set, cfg.logger.video_clips).to(device)
     val_clips = mean_frame = None
@@ -107,19 +105,6 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
         evaluated = last if trainer.average is None else last.with_name("ema.pt")
         final_evaluation(cfg, evaluated, run_dir / "eval")
     return run_dir
-
-
-def fit_time_budget(trainer: Trainer, clips: torch.Tensor, prints: bool) -> None:
-    """Time the training step on `clips` and set the schedule's step counts to fill `trainer.time_budget_s`."""
-    budget = trainer.cfg.trainer.time_budget_s
-    seconds = trainer.time_steps(clips)
-    trainer.fit_time_budget(seconds)
-    if prints:
-        steps, decay = trainer.cfg.trainer.steps, trainer.cfg.trainer.lr_decay_steps
-        print(
-            f"time budget {budget:g} s at {seconds:.3f} s per step (timed on this machine): "
-            f"trainer.steps={steps} and trainer.lr_decay_steps={decay} ({steps + decay} steps)"
-        )
 
 
 def stop_if_signalled(trainer: Trainer, run_dir: Path) -> None:

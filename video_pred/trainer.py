@@ -22,12 +22,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from srvp.common.checkpoints import apply_schedule, restore_training, save_checkpoint
-from srvp.common.configs import config_changes, upgrade_saved_config
+from srvp.common.configs import config_changes, upgrade_saved_config, write_run_config
 from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
 from srvp.common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
-from srvp.video_pred.config import MOVED_KEYS
+from srvp.video_pred.config import BUDGET_SKIPPED_STEPS, BUDGET_TIMED_STEPS, MOVED_KEYS
 from srvp.video_pred.curves import VALIDATION_PLOT_NAME, plot_validation, read_validation_history
 from srvp.video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from srvp.video_pred.protocol import FRAME_METRICS, run_best_of_n
@@ -59,16 +59,13 @@ def with_warmup(factor: Callable[[int], float], warmup_steps: int) -> Callable[[
     return lambda taken: min(1.0, (taken + 1) / warmup_steps) * factor(taken)
 
 
-BUDGET_WARMUP_STEPS, BUDGET_TIMED_STEPS = 10, 50
-"""A time-budgeted run (`trainer.time_budget_s`) times BUDGET_TIMED_STEPS optimisation steps after
-BUDGET_WARMUP_STEPS untimed ones (thread pools, allocator and compilation warming up)."""
-
-
-def budget_step_counts(budget_s: float, seconds_per_step: float, steps: int, decay_steps: int) -> tuple[int, int]:
+def budget_step_counts(
+    budget_s: float, seconds_per_step: float, steps: int, decay_steps: int, done: int = 0
+) -> tuple[int, int]:
     """The schedule's (constant, decaying) step counts that take `budget_s` seconds at `seconds_per_step`, in the
-    ratio `steps` : `decay_steps` (at least one step in all)."""
-    total = max(1, int(budget_s / seconds_per_step))
-    constant = round(total * steps / (steps + decay_steps))
+    ratio `steps` : `decay_steps`; the `done` steps already taken at the full rate stay at it."""
+    total = max(1, done, int(budget_s / seconds_per_step))
+    constant = max(done, round(total * steps / (steps + decay_steps)))
     return constant, total - constant
 
 
@@ -188,37 +185,12 @@ class Trainer:
         schedule = constant_then_linear_decay(trainer.steps, trainer.lr_decay_steps)
         return with_warmup(schedule, trainer.lr_warmup_steps)
 
-    # ------------------------------------------------------------------ time budget
-    def time_steps(self, clips: torch.Tensor) -> float:
-        """Seconds per optimisation step on `clips` (the slowest rank's under DDP), measured on the run's own
-        model and optimiser, whose weights, optimiser state and RNG states are then put back: the run goes on
-        exactly as if the timing had not happened."""
-        weights = copy.deepcopy(self.model.state_dict())
-        optimiser_state = copy.deepcopy(self.optimizer.state_dict())
-        rng = capture_rng_state()
-        clips = clips.to(self.device)
-
-        def run(steps: int) -> float:
-            start = time.perf_counter()
-            for _ in range(steps):
-                optimisation_step(self.loss_fn, self.optimizer, clips, precision=self.cfg.precision)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            return time.perf_counter() - start
-
-        run(BUDGET_WARMUP_STEPS)
-        seconds = run(BUDGET_TIMED_STEPS) / BUDGET_TIMED_STEPS
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(optimiser_state)
-        restore_rng_state(rng)
-        return max(gather_from_ranks(seconds, self.host_group))
-
     def fit_time_budget(self, seconds_per_step: float) -> None:
         """Set `trainer.steps` and `trainer.lr_decay_steps` (in their given ratio) so that the schedule fills
         `trainer.time_budget_s` at `seconds_per_step`, and move the learning-rate schedule to them."""
         trainer = self.cfg.trainer
         trainer.steps, trainer.lr_decay_steps = budget_step_counts(
-            trainer.time_budget_s, seconds_per_step, trainer.steps, trainer.lr_decay_steps
+            trainer.time_budget_s, seconds_per_step, trainer.steps, trainer.lr_decay_steps, self.step
         )
         self.seconds_per_step = seconds_per_step
         self.total_steps = trainer.steps + trainer.lr_decay_steps
@@ -390,6 +362,8 @@ class Trainer:
         last = self.checkpoint_dir / "last.pt"
         averages = LossAverages(self.device)
         clock = TrainClock(self.train_seconds)
+        budget_window = self._budget_window()
+        window_start = 0.0
         progress = tqdm(
             total=stop_at,
             initial=self.step,
@@ -406,6 +380,13 @@ class Trainer:
                 )
                 self.scheduler.step()
                 self.step += 1
+                if budget_window is not None and self.step == budget_window[0]:
+                    window_start = clock.total()
+                if budget_window is not None and self.step == budget_window[1]:
+                    self._end_budget_window((clock.total() - window_start) / BUDGET_TIMED_STEPS)
+                    budget_window = None
+                    stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
+                    progress.total = stop_at
                 if self.average is not None:
                     self.average.update(self.model, self.step)
                 averages.add(output)  # on the device: no host synchronisation inside the step
@@ -448,6 +429,35 @@ class Trainer:
                     break
         progress.close()
         return last
+
+    def _budget_window(self) -> tuple[int, int] | None:
+        """The steps (first, last) whose optimisation time sets the counts of `trainer.time_budget_s`: after
+        BUDGET_SKIPPED_STEPS untimed ones, BUDGET_TIMED_STEPS at the configured rate, which the counts set
+        keep; None without a budget, or when a resumed checkpoint had set them."""
+        trainer = self.cfg.trainer
+        if not trainer.time_budget_s or self.seconds_per_step is not None:
+            return None
+        first, last = self.step + BUDGET_SKIPPED_STEPS, self.step + BUDGET_SKIPPED_STEPS + BUDGET_TIMED_STEPS
+        if trainer.steps < last:
+            raise ValueError(
+                f"trainer.time_budget_s times steps {first + 1}-{last} at the full rate before it sets the step "
+                f"counts: trainer.steps={trainer.steps} must be at least {last} (it only gives the ratio to "
+                "trainer.lr_decay_steps)"
+            )
+        return first, last
+
+    def _end_budget_window(self, seconds_per_step: float) -> None:
+        """Set the step counts from the timed steps (the slowest rank's time under DDP); rank 0 prints them and
+        writes them into config.yaml."""
+        self.fit_time_budget(max(gather_from_ranks(seconds_per_step, self.host_group)))
+        if self.dist.is_main:
+            trainer = self.cfg.trainer
+            write_run_config(self.run_dir, OmegaConf.to_yaml(self.cfg, resolve=True), None, [])
+            tqdm.write(
+                f"time budget {trainer.time_budget_s:g} s at {self.seconds_per_step:.3f} s per step (steps "
+                f"{self.step - BUDGET_TIMED_STEPS + 1}-{self.step}): trainer.steps={trainer.steps} and "
+                f"trainer.lr_decay_steps={trainer.lr_decay_steps} ({self.total_steps} steps), in config.yaml"
+            )
 
     def _validate_and_record(
         self, val_clips: torch.Tensor, mean_frame: torch.Tensor | None, logger: RunLogger
