@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import signal
 import sys
@@ -54,13 +55,24 @@ def train_config(run_dir: Path, mnist_dir: Path, *overrides: str):
 
 
 def run_entry_point(main, monkeypatch, *arguments: str) -> SystemExit:
-    """Run a hydra entry point in-process with `arguments`; return the SystemExit it ends with."""
+    """Run a hydra entry point in-process with `arguments`; return the SystemExit it ends with.
+
+    Hydra's job logging replaces the root logger's handlers with a stream handler on the sys.stdout of the
+    moment (this test's capture, closed after it) and a file handler: they are put back afterwards, or every
+    later log record of this test process would hit a closed file."""
     monkeypatch.setattr(sys, "argv", ["entry", *arguments])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         with pytest.raises(SystemExit) as exit_info:
             main()
     finally:
         GlobalHydra.instance().clear()
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return exit_info.value
 
 

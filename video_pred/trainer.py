@@ -164,6 +164,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._schedule())
         self.seconds_per_step: float | None = None
         """The time per step from which `trainer.time_budget_s` set the step counts (None until then)."""
+        self.budget_timed_until = 0
+        """The last timed step of `trainer.time_budget_s` (the counts keep the steps up to it at the full rate)."""
         self.loaded_config: dict[str, Any] | None = None
         """The config of the checkpoint this run resumed from (None for a new run)."""
         self.average = WeightAverage(self.model, trainer.ema_decay) if trainer.ema_decay else None
@@ -185,14 +187,15 @@ class Trainer:
         schedule = constant_then_linear_decay(trainer.steps, trainer.lr_decay_steps)
         return with_warmup(schedule, trainer.lr_warmup_steps)
 
-    def fit_time_budget(self, seconds_per_step: float) -> None:
+    def fit_time_budget(self, seconds_per_step: float, timed_until: int) -> None:
         """Set `trainer.steps` and `trainer.lr_decay_steps` (in their given ratio) so that the schedule fills
-        `trainer.time_budget_s` at `seconds_per_step`, and move the learning-rate schedule to them."""
+        `trainer.time_budget_s` at `seconds_per_step`, the steps up to `timed_until` staying at the full rate,
+        and move the learning-rate schedule to them."""
         trainer = self.cfg.trainer
         trainer.steps, trainer.lr_decay_steps = budget_step_counts(
-            trainer.time_budget_s, seconds_per_step, trainer.steps, trainer.lr_decay_steps, self.step
+            trainer.time_budget_s, seconds_per_step, trainer.steps, trainer.lr_decay_steps, timed_until
         )
-        self.seconds_per_step = seconds_per_step
+        self.seconds_per_step, self.budget_timed_until = seconds_per_step, timed_until
         self.total_steps = trainer.steps + trainer.lr_decay_steps
         schedule = self._schedule()
         self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
@@ -219,7 +222,7 @@ class Trainer:
         payload = load_checkpoint(path, map_location=self.device)
         extra = payload.get("extra", {})
         if self.cfg.trainer.time_budget_s and "seconds_per_step" in extra:
-            self.fit_time_budget(extra["seconds_per_step"])  # the counts the run set when it started
+            self.fit_time_budget(extra["seconds_per_step"], extra["budget_timed_until"])  # the counts set then
         restore_training(payload, path, self.model, self.optimizer, self.scheduler)
         self.step = payload["step"]
         self.best_val_psnr = extra.get("best_val_psnr")
@@ -258,7 +261,7 @@ class Trainer:
         holds every rank's RNG states under DDP, so each rank resumes its own noise."""
         extra: dict[str, Any] = {"train_seconds": self.train_seconds}
         if self.seconds_per_step is not None:
-            extra["seconds_per_step"] = self.seconds_per_step
+            extra.update(seconds_per_step=self.seconds_per_step, budget_timed_until=self.budget_timed_until)
         if self.best_val_psnr is not None:
             extra["best_val_psnr"] = self.best_val_psnr
         if rank_rng is not None:
@@ -449,7 +452,7 @@ class Trainer:
     def _end_budget_window(self, seconds_per_step: float) -> None:
         """Set the step counts from the timed steps (the slowest rank's time under DDP); rank 0 prints them and
         writes them into config.yaml."""
-        self.fit_time_budget(max(gather_from_ranks(seconds_per_step, self.host_group)))
+        self.fit_time_budget(max(gather_from_ranks(seconds_per_step, self.host_group)), self.step)
         if self.dist.is_main:
             trainer = self.cfg.trainer
             write_run_config(self.run_dir, OmegaConf.to_yaml(self.cfg, resolve=True), None, [])
