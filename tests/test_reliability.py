@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,6 +75,39 @@ def run_entry_point(main, monkeypatch, *arguments: str) -> SystemExit:
         root.handlers[:] = handlers
         root.setLevel(level)
     return exit_info.value
+
+
+ABSL_THEN_HYDRA_LOGGING = """
+import logging.config
+
+
+def test_absl_is_imported_under_the_global_capture():
+    import absl.logging  # noqa: F401  (dm_control imports it)
+
+
+def test_an_in_process_entry_point_configures_logging_under_capsys(capsys):
+    logging.config.dictConfig({"version": 1})  # what hydra's job logging does: it closes every handler
+
+
+def test_the_next_test_still_has_its_capture():
+    print("captured")
+"""
+
+
+def test_absl_logging_cannot_close_the_capture_of_later_tests(tmp_path):
+    """CI failed twice on this order of events (one F, then an E on every later test of that worker): absl's
+    handler closed pytest's global capture file. tests/conftest.py keeps it off the capture files."""
+    pytest.importorskip("absl.logging")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.conftest"]\n')
+    (tmp_path / "test_order.py").write_text(ABSL_THEN_HYDRA_LOGGING)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [*command, "-c", str(tmp_path / "pytest.ini")], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 passed" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------- silently wrong runs
