@@ -154,9 +154,9 @@ def open_loop_quality(
         )
     device = frames.device
     with autocast(device, precision):
-        states, observation = open_loop_states(model, frames, actions, context)
+        states, content, skips = open_loop_states(model, frames, actions, context)
         states = states[:, context:]
-        predicted = model.decode(states, observation.content, observation.skips).float().clamp(0, 1)
+        predicted = model.decode(states, content, skips).float().clamp(0, 1)
         predicted_rewards = model.predict_heads(states)[REWARD_HEAD].float().squeeze(-1)
         parts = model.elbo(frames, actions, {REWARD_HEAD: reward_targets(rewards)}).parts
     truth = frames[:, context:].float() / 255

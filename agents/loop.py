@@ -192,8 +192,8 @@ def open_loop_prediction(
     window = buffer.sample(1, length, generator=generator)
     frames, actions = window["obs"].to(device), window["actions"].to(device)
     with autocast(device, precision):
-        states, observation = open_loop_states(model, frames, actions, context)
-        prediction = model.decode(states, observation.content, observation.skips).clamp(0, 1)
+        states, content, skips = open_loop_states(model, frames, actions, context)
+        prediction = model.decode(states, content, skips).clamp(0, 1)
     return frames[0], prediction[0].float()
 
 

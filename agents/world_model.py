@@ -23,7 +23,7 @@ from torch import Tensor
 from srvp.agents.planner import Objective
 from srvp.common.runtime import autocast
 from srvp.worldmodel import SRVP, SRVPConfig
-from srvp.worldmodel.model import FRAME_SIZE, Observation
+from srvp.worldmodel.model import FRAME_SIZE
 
 REWARD_HEAD = "reward"
 
@@ -87,17 +87,19 @@ def filter_state(model: SRVP, codes: Tensor, actions: Tensor) -> Tensor:
     return filter_states(model, codes, actions)[:, -1]
 
 
-def open_loop_states(model: SRVP, frames: Tensor, actions: Tensor, context: int) -> tuple[Tensor, Observation]:
+def open_loop_states(
+    model: SRVP, frames: Tensor, actions: Tensor, context: int
+) -> tuple[Tensor, Tensor | None, list[Tensor] | None]:
     """States (b t ny) of windows frames (b t c h w) with actions (b, t-1, a) as the agent sees them: the first
     `context` frames' `filter_states`, then the rest imagined from the real actions with prior-mean z, as the
-    planner imagines; and the observation of the context frames (content w and skips, to decode the states)."""
+    planner imagines; and the content w and skips of the context frames, to decode the states."""
     encoded = model.encode(frames[:, :context])
-    observation = model.observe(None, actions[:, : context - 1], encoded=encoded)
+    content, skips = model.observe_content(encoded)
     observed = filter_states(model, encoded.codes, actions[:, : context - 1])
     future = model.imagine(
         observed[:, -1], frames.shape[1] - context, actions=actions[:, context - 1 :], prior_mean=True
     )
-    return torch.cat([observed, future.frame_states[:, 1:]], dim=1), observation
+    return torch.cat([observed, future.frame_states[:, 1:]], dim=1), content, skips
 
 
 class EpisodeFilter:

@@ -340,3 +340,18 @@ def test_head_target_of_the_wrong_shape_is_named():
     model = tiny_model(heads={"reward": 1})
     with pytest.raises(ValueError, match="head target 'reward'"):
         model.elbo(random_clips(2, 6), head_targets={"reward": torch.zeros(2, 5)})
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_observe_content_draws_what_observe_decodes_with(training):
+    """The content w and skips alone (what a caller with its own states decodes with) are observe's, drawn
+    from the same random numbers in training mode."""
+    model = tiny_model(skip=True).train(training)
+    encoded = model.encode(random_clips(3, 6))
+    torch.manual_seed(1)
+    observation = model.observe(None, encoded=encoded)
+    torch.manual_seed(1)
+    content, skips = model.observe_content(encoded)
+    torch.testing.assert_close(content, observation.content, rtol=0, atol=0)
+    for skip, observed in zip(skips, observation.skips, strict=True):
+        torch.testing.assert_close(skip, observed, rtol=0, atol=0)

@@ -309,6 +309,24 @@ class SRVP(nn.Module):
             frames = torch.full((batch,), length - 1, device=device)
         return [block[rows, frames] for block in blocks]
 
+    def observe_content(
+        self, encoded: Encoded, skips: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """What the decoder takes from observed frames besides the states: content w (b, content_dim) from k of
+        their codes and the skips of one of them, each drawn as `observe` draws them; skips the caller gives
+        are kept. w is None for a model without content, the skips None for one without skips."""
+        cfg = self.config
+        codes = encoded.codes
+        batch, length = codes.shape[:2]
+        if cfg.skip and skips is None:
+            skips = self._skip_frames(encoded.blocks)
+        content = None
+        if cfg.use_content:
+            picked = self._content_indices(batch, length, cfg.content_frames, codes.device)
+            rows = torch.arange(batch, device=codes.device)
+            content = self.infer_content(codes[rows[:, None], picked])
+        return content, skips
+
     def observe(
         self,
         frames: torch.Tensor | None,
@@ -327,16 +345,10 @@ class SRVP(nn.Module):
                 raise ValueError("observe needs frames or their encoding")
             encoded = self.encode(frames)
         codes = encoded.codes
-        batch, length = codes.shape[:2]
+        length = codes.shape[1]
         if length < cfg.y1_frames:
             raise ValueError(f"y_1 is inferred from {cfg.y1_frames} frames but only {length} were given")
-        if cfg.skip and skips is None:
-            skips = self._skip_frames(encoded.blocks)
-        content = None
-        if cfg.use_content:
-            picked = self._content_indices(batch, length, cfg.content_frames, codes.device)
-            rows = torch.arange(batch, device=codes.device)
-            content = self.infer_content(codes[rows[:, None], picked])
+        content, skips = self.observe_content(encoded, skips)
         q_y1 = self.infer_y1(codes[:, : cfg.y1_frames])
         q_z = z = None
         if cfg.stochastic and length > 1:
