@@ -57,10 +57,10 @@ def test_warmup_ramps_linearly_then_follows_the_schedule():
 @pytest.mark.parametrize(
     ("budget", "seconds", "steps", "decay", "done", "expected"),
     [
-        (600, 0.1, 1200, 2000, 400, (2250, 3750)),  # 6,000 steps split 3 : 5
-        (600, 0.18, 1200, 2000, 400, (1250, 2083)),  # 3,333 steps on a slower machine
+        (600, 0.1, 1200, 2000, 1200, (2250, 3750)),  # 6,000 steps split 3 : 5
+        (600, 0.18, 1200, 2000, 1200, (1250, 2083)),  # 3,333 steps on a slower machine
         (10, 0.3, 150, 0, 0, (33, 0)),  # no decay asked, none given
-        (10, 0.1, 450, 150, 400, (400, 0)),  # the budget is spent: stop at the step taken, at the full rate
+        (10, 0.1, 150, 50, 150, (150, 0)),  # the budget is spent: stop at the step taken, at the full rate
         (1, 5.0, 6, 2, 0, (1, 0)),  # a step longer than the budget: one step
     ],
 )

@@ -200,9 +200,9 @@ def recorded_step_counts(run_dir: Path) -> tuple[int, int]:
 
 
 BUDGET = (
-    "trainer.time_budget_s=12",
-    "trainer.steps=450",
-    "trainer.lr_decay_steps=150",
+    "trainer.time_budget_s=8",
+    "trainer.steps=150",
+    "trainer.lr_decay_steps=50",
     "trainer.batch_size=1",
     "trainer.log_every=10",
     "trainer.video_every=1000",
@@ -216,9 +216,9 @@ def test_a_time_budget_records_its_step_counts_and_its_schedule_is_the_one_recor
     result = run_train(budgeted, mnist_dir, *BUDGET)
     steps, decay = recorded_step_counts(budgeted)
     seconds = load_checkpoint(budgeted / "checkpoints" / "last.pt")["extra"]["seconds_per_step"]
-    assert f"time budget 12 s at {seconds:.3f} s per step (steps 101-400)" in result.stdout
+    assert f"time budget 8 s at {seconds:.3f} s per step (steps 101-150)" in result.stdout
     assert f"trainer.steps={steps} and trainer.lr_decay_steps={decay}" in result.stdout
-    assert steps + decay == max(400, int(12 / seconds)) and steps == max(400, round((steps + decay) * 3 / 4))
+    assert steps + decay == max(150, int(8 / seconds)) and steps == max(150, round((steps + decay) * 3 / 4))
     assert max(losses(budgeted)) == steps + decay
     # The counts given directly train the same weights: the steps before the counts were set ran at the rate
     # the recorded schedule gives them.
@@ -231,20 +231,36 @@ def test_a_time_budget_records_its_step_counts_and_its_schedule_is_the_one_recor
         torch.testing.assert_close(budgeted_model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
     # A run stopped after setting its counts resumes with them, without timing again, and reports no change.
     stopped = tmp_path / "stopped"
-    run_train(stopped, mnist_dir, *BUDGET, "trainer.max_steps=401")
+    run_train(stopped, mnist_dir, *BUDGET, "trainer.max_steps=151")
     counts = recorded_step_counts(stopped)
     resumed = run_train(stopped, mnist_dir, *BUDGET)
     assert "time budget" not in resumed.stdout and "settings changed" not in resumed.stdout
     assert recorded_step_counts(stopped) == counts
     assert max(losses(stopped)) == sum(counts)
+    # Stopped before the counts were set, it times the steps left before trainer.steps when it resumes.
+    early = tmp_path / "early"
+    assert "time budget" not in run_train(early, mnist_dir, *BUDGET, "trainer.max_steps=140").stdout
+    assert "(steps 141-150): trainer.steps=" in run_train(early, mnist_dir, *BUDGET).stdout
+    assert max(losses(early)) == sum(recorded_step_counts(early))
 
 
 def test_a_time_budget_needs_the_timed_steps_at_the_full_rate(tmp_path, mnist_dir):
     result = run_train(tmp_path / "run", mnist_dir, "trainer.time_budget_s=8", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "srvp-train: error: trainer.time_budget_s times steps 101-400 at the full rate before it sets the step "
-        "counts: trainer.steps=6 must be at least 400 (it only gives the ratio to trainer.lr_decay_steps)"
+        "srvp-train: error: trainer.time_budget_s times steps 101 to trainer.steps at the full rate before it "
+        "sets the step counts: trainer.steps=6 must be at least 120 (it gives the timed steps and the ratio to "
+        "trainer.lr_decay_steps)"
+    )
+    # A budget added to a run past its constant steps cannot keep them at the rate it would set.
+    counts = ("trainer.steps=120", "trainer.lr_decay_steps=0", *BUDGET[3:])
+    run_train(tmp_path / "past", mnist_dir, *counts)
+    config = (tmp_path / "past" / "config.yaml").read_text()
+    result = run_train(tmp_path / "past", mnist_dir, *counts, "trainer.time_budget_s=8", check=False)
+    assert result.returncode == 1 and (tmp_path / "past" / "config.yaml").read_text() == config
+    assert result.stderr.strip().splitlines()[-1] == (
+        "srvp-train: error: trainer.time_budget_s: the run is at step 120, past trainer.steps=120, the last step "
+        "it would time at the full rate: give this run its step counts instead of a budget"
     )
 
 

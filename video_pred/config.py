@@ -13,12 +13,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from srvp.common.configs import check_clip_length, check_integer
 from srvp.common.settings import LoggerConfig, RunConfig, check_fields, check_run_settings, setting
 
-BUDGET_SKIPPED_STEPS, BUDGET_TIMED_STEPS = 100, 300
+BUDGET_SKIPPED_STEPS, BUDGET_MIN_TIMED_STEPS = 100, 20
 """A run with `trainer.time_budget_s` times its optimisation steps after the first BUDGET_SKIPPED_STEPS
-(allocator, thread pools and data workers warming up) over BUDGET_TIMED_STEPS, then sets its step counts. A
-window of steps 21-120 ran 20% slower than the rest of a fresh clone's `make train` and left a fifth of its
-budget unused; the step time of these cores also wanders by about 15% over minutes, which a longer window
-averages."""
+(allocator, thread pools and data workers warming up) up to the given `trainer.steps`, at least
+BUDGET_MIN_TIMED_STEPS of them, then sets its step counts. The step time of 2 CPU cores wanders by 10-15% over
+minutes: windows of 100 and 300 steps ran 20% slower and 12% faster than the rest of their `make train`
+(filling 7 1/2 minutes of a 9-minute budget, then 10 min 11 s); `make train` times about 1,100 steps."""
 
 MOVED_KEYS = {"trainer.optimizer": "optimizer"}
 """Keys srvp-train read elsewhere before -> where they are now: the optimiser moved to the top level, where
@@ -39,8 +39,9 @@ class TrainerConfig:
     """Linear warm-up of the first steps to the full rate (0: none, as the paper)."""
     time_budget_s: float | None = setting(None, minimum=1)
     """Seconds of optimisation steps the schedule fills (validation, videos and checkpoints excluded; `make
-    train`: 540), or null for `steps` and `lr_decay_steps` as given. The run times its steps 101-400 (at the
-    full rate: `steps` must be at least 400) and then sets `steps` and `lr_decay_steps`, in the ratio given, so
+    train`: 540), or null for `steps` and `lr_decay_steps` as given. The run times its steps from 101 to `steps`
+    (at the full rate; `steps` must be at least 120) and then sets `steps` and `lr_decay_steps`, in the ratio
+    given, so
     that the whole schedule fills the budget at that speed; config.yaml records the counts it set and the
     checkpoints the time per step, from which a resume sets the same counts."""
     num_workers: int = setting(2, minimum=0)

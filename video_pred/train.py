@@ -55,6 +55,7 @@ def _train_rank(cfg: DictConfig, dist: DistributedContext, device: torch.device,
     if resume_from is not None:
         trainer.load(resume_from)
         print(f"resumed from {resume_from} at step {trainer.step}")
+    trainer.budget_window()  # a time budget this run cannot keep is refused before config.yaml records it
     if dist.is_main:
         write_run_config(
             run_dir,

@@ -27,7 +27,7 @@ from srvp.common.logger import RunLogger
 from srvp.common.media import side_by_side, write_video
 from srvp.common.optimisation import LossAverages, NonFiniteLossError, build_model, build_optimizer, optimisation_step
 from srvp.common.runtime import StopRequest, autocast, capture_rng_state, restore_rng_state, seed_everything
-from srvp.video_pred.config import BUDGET_SKIPPED_STEPS, BUDGET_TIMED_STEPS, MOVED_KEYS
+from srvp.video_pred.config import BUDGET_MIN_TIMED_STEPS, BUDGET_SKIPPED_STEPS, MOVED_KEYS
 from srvp.video_pred.curves import VALIDATION_PLOT_NAME, plot_validation, read_validation_history
 from srvp.video_pred.distributed import DistributedContext, any_rank, gather_from_ranks, host_group
 from srvp.video_pred.protocol import FRAME_METRICS, run_best_of_n
@@ -365,8 +365,8 @@ class Trainer:
         last = self.checkpoint_dir / "last.pt"
         averages = LossAverages(self.device)
         clock = TrainClock(self.train_seconds)
-        budget_window = self._budget_window()
-        window_start = 0.0
+        budget_window = self.budget_window()
+        window_start = clock.total()  # for a window starting at this step (a resume just before its end)
         progress = tqdm(
             total=stop_at,
             initial=self.step,
@@ -386,7 +386,8 @@ class Trainer:
                 if budget_window is not None and self.step == budget_window[0]:
                     window_start = clock.total()
                 if budget_window is not None and self.step == budget_window[1]:
-                    self._end_budget_window((clock.total() - window_start) / BUDGET_TIMED_STEPS)
+                    first, last = budget_window
+                    self._end_budget_window((clock.total() - window_start) / (last - first), first)
                     budget_window = None
                     stop_at = min(self.total_steps, trainer.max_steps or self.total_steps)
                     progress.total = stop_at
@@ -433,32 +434,40 @@ class Trainer:
         progress.close()
         return last
 
-    def _budget_window(self) -> tuple[int, int] | None:
-        """The steps (first, last) whose optimisation time sets the counts of `trainer.time_budget_s`: after
-        BUDGET_SKIPPED_STEPS untimed ones, BUDGET_TIMED_STEPS at the configured rate, which the counts set
-        keep; None without a budget, or when a resumed checkpoint had set them."""
+    def budget_window(self) -> tuple[int, int] | None:
+        """The steps (after `first`, up to `last`) whose optimisation time sets the counts of
+        `trainer.time_budget_s`: from BUDGET_SKIPPED_STEPS after the run's start (fewer when a resume starts
+        near the end) to the given `trainer.steps`, whose constant rate the counts set keep; None without a
+        budget, or when a resumed checkpoint had set them."""
         trainer = self.cfg.trainer
         if not trainer.time_budget_s or self.seconds_per_step is not None:
             return None
-        first, last = self.step + BUDGET_SKIPPED_STEPS, self.step + BUDGET_SKIPPED_STEPS + BUDGET_TIMED_STEPS
-        if trainer.steps < last:
+        least = BUDGET_SKIPPED_STEPS + BUDGET_MIN_TIMED_STEPS
+        if trainer.steps < least:
             raise ValueError(
-                f"trainer.time_budget_s times steps {first + 1}-{last} at the full rate before it sets the step "
-                f"counts: trainer.steps={trainer.steps} must be at least {last} (it only gives the ratio to "
-                "trainer.lr_decay_steps)"
+                f"trainer.time_budget_s times steps {BUDGET_SKIPPED_STEPS + 1} to trainer.steps at the full rate "
+                f"before it sets the step counts: trainer.steps={trainer.steps} must be at least {least} (it "
+                "gives the timed steps and the ratio to trainer.lr_decay_steps)"
             )
+        last = trainer.steps
+        if self.step >= last:
+            raise ValueError(
+                f"trainer.time_budget_s: the run is at step {self.step}, past trainer.steps={last}, the last step "
+                "it would time at the full rate: give this run its step counts instead of a budget"
+            )
+        first = max(self.step, min(self.step + BUDGET_SKIPPED_STEPS, last - BUDGET_MIN_TIMED_STEPS))
         return first, last
 
-    def _end_budget_window(self, seconds_per_step: float) -> None:
-        """Set the step counts from the timed steps (the slowest rank's time under DDP); rank 0 prints them and
-        writes them into config.yaml."""
+    def _end_budget_window(self, seconds_per_step: float, first: int) -> None:
+        """Set the step counts from the steps timed since `first` (the slowest rank's time under DDP); rank 0
+        prints them and writes them into config.yaml."""
         self.fit_time_budget(max(gather_from_ranks(seconds_per_step, self.host_group)), self.step)
         if self.dist.is_main:
             trainer = self.cfg.trainer
             write_run_config(self.run_dir, OmegaConf.to_yaml(self.cfg, resolve=True), None, [])
             tqdm.write(
                 f"time budget {trainer.time_budget_s:g} s at {self.seconds_per_step:.3f} s per step (steps "
-                f"{self.step - BUDGET_TIMED_STEPS + 1}-{self.step}): trainer.steps={trainer.steps} and "
+                f"{first + 1}-{self.step}): trainer.steps={trainer.steps} and "
                 f"trainer.lr_decay_steps={trainer.lr_decay_steps} ({self.total_steps} steps), in config.yaml"
             )
 
