@@ -41,9 +41,8 @@ class TrainerConfig:
     """Seconds of optimisation steps the schedule fills (validation, videos and checkpoints excluded; `make
     train`: 540), or null for `steps` and `lr_decay_steps` as given. The run times its steps from 101 to `steps`
     (at the full rate; `steps` must be at least 120) and then sets `steps` and `lr_decay_steps`, in the ratio
-    given, so
-    that the whole schedule fills the budget at that speed; config.yaml records the counts it set and the
-    checkpoints the time per step, from which a resume sets the same counts."""
+    given, so that the whole schedule fills the budget at that speed; config.yaml records the counts it set
+    and the checkpoints the time per step, from which a resume sets the same counts."""
     num_workers: int = setting(2, minimum=0)
     """Data-loading processes (0: load in the training process)."""
     compile: bool = False
